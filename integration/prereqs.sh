@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Makes sure what archbuild's tests and example need is on this machine: a reachable Docker
+# daemon, the CNCF registry (Debian's docker-registry), skopeo as an independent reader, and
+# cross compilers for the test programs. Installs Debian packages when run as root; starts
+# dockerd when it is installed but not running. Source it, or run it; exits non-zero when a
+# prerequisite cannot be had.
+set -euo pipefail
+
+declare -A package_for=(
+  [docker]=docker.io
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [musl-gcc]=musl-tools
+  [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
+  [arm-linux-gnueabihf-gcc]=gcc-arm-linux-gnueabihf
+  [i686-linux-gnu-gcc]=gcc-i686-linux-gnu
+  [riscv64-linux-gnu-gcc]=gcc-riscv64-linux-gnu
+  [s390x-linux-gnu-gcc]=gcc-s390x-linux-gnu
+  [powerpc64le-linux-gnu-gcc]=gcc-powerpc64le-linux-gnu
+)
+
+missing=()
+for program in "${!package_for[@]}"; do
+  command -v "$program" >/dev/null 2>&1 || missing+=("${package_for[$program]}")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "prereqs: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  else
+    echo "prereqs: missing Debian packages: ${missing[*]} (install them, or run as root)" >&2
+    exit 1
+  fi
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  if command -v dockerd >/dev/null; then
+    echo "prereqs: starting dockerd in the background (log: /tmp/archbuild-dockerd.log)" >&2
+    (dockerd >/tmp/archbuild-dockerd.log 2>&1 &)
+    for _ in $(seq 1 60); do
+      docker info >/dev/null 2>&1 && break
+      sleep 1
+    done
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    echo "prereqs: no reachable Docker daemon (DOCKER_HOST=${DOCKER_HOST:-unset})" >&2
+    exit 1
+  fi
+fi

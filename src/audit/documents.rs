@@ -1,0 +1,212 @@
+//! Reading manifest files: multi-document YAML or JSON, `List` objects unwrapped, each document
+//! remembered with the file and line it starts on so every message can point at it.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// One Kubernetes object read from a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub file: PathBuf,
+    /// The 1-based line the document starts on.
+    pub line: usize,
+    pub value: Value,
+}
+
+impl Document {
+    /// `deploy.yaml:12`, how messages point at a document.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+
+    /// The document's `kind`, or `(no kind)`.
+    pub fn kind(&self) -> &str {
+        self.value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("(no kind)")
+    }
+}
+
+/// Why a manifest file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("cannot read {file}: {error}")]
+    Read {
+        file: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: not valid {format}: {message}")]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        format: &'static str,
+        message: String,
+    },
+    #[error("{file}:{line}: a List whose items is not a list; expected `items: [...]`")]
+    BadList { file: PathBuf, line: usize },
+}
+
+/// Reads a manifest file (`-` for standard input).
+pub fn load(path: &Path) -> Result<Vec<Document>, DocumentError> {
+    let read = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = read.map_err(|error| DocumentError::Read {
+        file: path.to_path_buf(),
+        error,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses a file's text: JSON when it starts with `{` or `[`, else multi-document YAML.
+pub fn parse(text: &str, file: &Path) -> Result<Vec<Document>, DocumentError> {
+    let trimmed = text.trim_start();
+    let docs = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        parse_json(text, file)?
+    } else {
+        parse_yaml(text, file)?
+    };
+    let mut out = Vec::new();
+    for doc in docs {
+        unwrap_lists(doc, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn parse_json(text: &str, file: &Path) -> Result<Vec<Document>, DocumentError> {
+    let mut docs = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut end = 0;
+    while let Some(value) = stream.next() {
+        let value = value.map_err(|e| DocumentError::Syntax {
+            file: file.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            format: "JSON",
+            message: strip_position(&e.to_string()),
+        })?;
+        let rest = &text[end..];
+        let start = end + (rest.len() - rest.trim_start().len());
+        let line = 1 + text[..start].matches('\n').count();
+        end = stream.byte_offset();
+        let value = match value {
+            // `[obj, obj]`: a bare array of objects reads like a List.
+            Value::Array(items) => serde_json::json!({"kind": "List", "items": items}),
+            v => v,
+        };
+        docs.push(Document {
+            file: file.to_path_buf(),
+            line,
+            value,
+        });
+    }
+    Ok(docs)
+}
+
+/// Splits at `---` document markers (which end any block scalar, so a plain line scan is
+/// exact) and parses each document, so that errors carry the line in the whole file.
+fn parse_yaml(text: &str, file: &Path) -> Result<Vec<Document>, DocumentError> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut chunk = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if marker {
+            push_yaml(&chunk, start, file, &mut docs)?;
+            chunk.clear();
+            start = i;
+            // Content after the marker on the same line (`--- {a: 1}`) belongs to the document.
+            chunk.push_str(line.get(3..).unwrap_or(""));
+            chunk.push('\n');
+        } else {
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
+    }
+    push_yaml(&chunk, start, file, &mut docs)?;
+    Ok(docs)
+}
+
+fn push_yaml(
+    chunk: &str,
+    start: usize,
+    file: &Path,
+    docs: &mut Vec<Document>,
+) -> Result<(), DocumentError> {
+    let value: Value = serde_yaml_ng::from_str(chunk).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map_or((start + 1, 1), |l| (start + l.line(), l.column()));
+        DocumentError::Syntax {
+            file: file.to_path_buf(),
+            line,
+            column,
+            format: "YAML",
+            message: strip_position(&e.to_string()),
+        }
+    })?;
+    if value.is_null() {
+        return Ok(()); // an empty document (a leading `---`, comments only)
+    }
+    let first_content = chunk
+        .lines()
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .unwrap_or(0);
+    docs.push(Document {
+        file: file.to_path_buf(),
+        line: start + first_content + 1,
+        value,
+    });
+    Ok(())
+}
+
+/// `List` (and `*List`, as `kubectl get -o yaml` writes) becomes its items.
+fn unwrap_lists(doc: Document, out: &mut Vec<Document>) -> Result<(), DocumentError> {
+    let is_list =
+        doc.kind() == "List" || (doc.kind().ends_with("List") && doc.value.get("items").is_some());
+    if !is_list {
+        out.push(doc);
+        return Ok(());
+    }
+    let Some(items) = doc.value.get("items").and_then(Value::as_array) else {
+        if doc.value.get("items").is_none_or(Value::is_null) {
+            return Ok(()); // an empty list
+        }
+        return Err(DocumentError::BadList {
+            file: doc.file,
+            line: doc.line,
+        });
+    };
+    for item in items {
+        unwrap_lists(
+            Document {
+                file: doc.file.clone(),
+                line: doc.line,
+                value: item.clone(),
+            },
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+/// serde's messages carry ` at line L column C`, relative to the document; the error says
+/// where in the file instead.
+fn strip_position(message: &str) -> String {
+    let mut out = message.to_string();
+    while let Some(at) = out.find(" at line ") {
+        let rest = &out[at + " at line ".len()..];
+        let after_line = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+        let tail = match after_line.strip_prefix(" column ") {
+            Some(col) => col.trim_start_matches(|c: char| c.is_ascii_digit()),
+            None => after_line,
+        };
+        out = format!("{}{tail}", &out[..at]);
+    }
+    out
+}

@@ -1,0 +1,485 @@
+//! The real [`BuildEngine`]: BuildKit through the Docker Engine API (bollard), one connection
+//! per builder endpoint. A build serves the context from a BuildKit session of archbuild's own
+//! by file sync ([`super::session`], `remote=client-session`), so only changed files travel;
+//! where that session cannot be used (ssh or TLS endpoints, `SOURCE_DATE_EPOCH` set, a daemon
+//! refusing it) the context goes as a streamed tar body instead, with bollard's session.
+//! `platform` is set per job, the image ID comes from the `moby.image.id` aux message, and
+//! BuildKit's status messages become [`BuildEvent`]s.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bollard::models::{BuildInfo, BuildInfoAux};
+use bollard::query_parameters::{
+    BuildImageOptions, BuilderVersion, RemoveImageOptions, TagImageOptions,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::platform::Platform;
+
+use super::context::{self, ContextSpec};
+use super::engine::{BuildEngine, EngineJob, EngineOutput};
+use super::error::{classify, FailureContext};
+use super::events::{BuildEvent, StepTracker};
+use super::session::{self, DaemonAddr, Session, SessionError, SyncDir};
+use super::BuildError;
+
+/// How long the build stream must stay quiet after the image ID before it is closed.
+const TRAILING_STATUS: Duration = Duration::from_millis(150);
+
+/// Builds can take long; bollard's default request timeout (2 minutes) would cut them off.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// Connects to the daemon at `url` (`unix://`, `tcp://`, `http(s)://`, `ssh://`, `npipe://`)
+/// and negotiates the API version. `tcp://` uses TLS when `DOCKER_TLS_VERIFY` or
+/// `DOCKER_CERT_PATH` is set, with `key.pem`, `cert.pem` and `ca.pem` from `DOCKER_CERT_PATH`
+/// (default `~/.docker`).
+pub async fn connect(url: &str) -> Result<Docker, BuildError> {
+    let unreachable = |reason: String| BuildError::Unreachable {
+        endpoint: url.to_string(),
+        chosen_by: None,
+        reason,
+    };
+    let timeout = REQUEST_TIMEOUT.as_secs();
+    let docker = if url.starts_with("unix://") {
+        Docker::connect_with_unix(url, timeout, API_DEFAULT_VERSION)
+    } else if url.starts_with("tcp://") || url.starts_with("http://") || url.starts_with("https://")
+    {
+        if url.starts_with("https://") || tls_wanted() {
+            let dir = cert_dir();
+            Docker::connect_with_ssl(
+                url,
+                &dir.join("key.pem"),
+                &dir.join("cert.pem"),
+                &dir.join("ca.pem"),
+                timeout,
+                API_DEFAULT_VERSION,
+            )
+        } else {
+            Docker::connect_with_http(url, timeout, API_DEFAULT_VERSION)
+        }
+    } else if url.starts_with("ssh://") {
+        Docker::connect_with_ssh(url, timeout, API_DEFAULT_VERSION, None)
+    } else if url.starts_with("npipe://") {
+        return Err(BuildError::BadEndpoint {
+            endpoint: url.into(),
+            reason: "named pipes (npipe://) exist only on Windows; use unix://, tcp:// or ssh://"
+                .into(),
+        });
+    } else {
+        return Err(BuildError::BadEndpoint {
+            endpoint: url.into(),
+            reason: "expected unix://PATH, tcp://HOST:PORT, ssh://USER@HOST or npipe://PATH".into(),
+        });
+    };
+    let docker = docker.map_err(|e| unreachable(e.to_string()))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))
+}
+
+fn tls_wanted() -> bool {
+    let verify = std::env::var("DOCKER_TLS_VERIFY").unwrap_or_default();
+    (!verify.is_empty() && verify != "0") || std::env::var_os("DOCKER_CERT_PATH").is_some()
+}
+
+fn cert_dir() -> PathBuf {
+    match std::env::var_os("DOCKER_CERT_PATH") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"),
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Docker daemons by endpoint URL, connected on first use.
+#[derive(Default)]
+pub struct DockerEngine {
+    connections: Mutex<HashMap<String, Docker>>,
+}
+
+impl DockerEngine {
+    /// An engine with no connections yet.
+    pub fn new() -> DockerEngine {
+        DockerEngine::default()
+    }
+
+    /// The connection to `endpoint`, made once.
+    pub async fn docker(&self, endpoint: &str) -> Result<Docker, BuildError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(docker) = connections.get(endpoint) {
+            return Ok(docker.clone());
+        }
+        let docker = connect(endpoint).await?;
+        connections.insert(endpoint.to_string(), docker.clone());
+        Ok(docker)
+    }
+}
+
+/// A session ID unique to this process and build.
+fn session_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "archbuild-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn daemon_error(endpoint: &str, err: bollard::errors::Error) -> BuildError {
+    use bollard::errors::Error as E;
+    match err {
+        E::DockerResponseServerError { message, .. } | E::DockerStreamError { error: message } => {
+            BuildError::Daemon {
+                endpoint: endpoint.into(),
+                message,
+            }
+        }
+        other => BuildError::Unreachable {
+            endpoint: endpoint.into(),
+            chosen_by: None,
+            reason: error_chain(&other),
+        },
+    }
+}
+
+impl BuildEngine for DockerEngine {
+    async fn native_platform(&self, endpoint: &str) -> Result<Platform, BuildError> {
+        let docker = self.docker(endpoint).await?;
+        let info = docker.info().await.map_err(|e| daemon_error(endpoint, e))?;
+        let os = info.os_type.unwrap_or_else(|| "linux".into());
+        let arch = info.architecture.unwrap_or_default();
+        Ok(Platform::from_parts_lenient(&os, &arch, None))
+    }
+
+    async fn build(
+        &self,
+        job: &EngineJob,
+        events: &mpsc::Sender<BuildEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<EngineOutput, BuildError> {
+        let request = &job.request;
+        let endpoint = request.endpoint_url.as_str();
+        let docker = self.docker(endpoint).await?;
+        let (context_dir, dockerfile) = (request.context.clone(), request.dockerfile.clone());
+        let spec = tokio::task::spawn_blocking(move || context::prepare(&context_dir, &dockerfile))
+            .await
+            .map_err(|e| BuildError::Daemon {
+                endpoint: endpoint.into(),
+                message: e.to_string(),
+            })??;
+        let options = BuildImageOptions {
+            dockerfile: spec.dockerfile_in_tar.clone(),
+            t: Some(job.temporary_tag.clone()),
+            platform: request.platform.to_string(),
+            target: request.target.clone().unwrap_or_default(),
+            buildargs: Some(request.build_args.clone().into_iter().collect()),
+            labels: Some(job.labels.clone().into_iter().collect()),
+            nocache: job.no_cache,
+            rm: true,
+            version: BuilderVersion::BuilderBuildKit,
+            session: Some(session_id()),
+            ..Default::default()
+        };
+        let (mut stream, upload): (InfoStream<'_>, Upload) = match sync_build(
+            &docker,
+            endpoint,
+            &spec,
+            &request.dockerfile,
+            options.clone(),
+        )
+        .await
+        {
+            Ok((session, stream)) => (stream, Upload::Session(session)),
+            Err(reason) => {
+                explain_fallback(endpoint, &reason);
+                let (body, writer) = context::stream(spec);
+                let stream = docker.build_image(options, None, Some(bollard::body_stream(body)));
+                (Box::pin(stream), Upload::Tar(writer))
+            }
+        };
+        let mut tracker = StepTracker::default();
+        let mut image_id = None;
+        let failure = loop {
+            let item = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    if let Upload::Tar(writer) = &upload {
+                        writer.abort();
+                    }
+                    return Err(BuildError::Cancelled);
+                }
+                item = stream.next() => item,
+            };
+            match item {
+                None => break None,
+                Some(Ok(info)) => match info.aux {
+                    Some(BuildInfoAux::BuildKit(status)) => {
+                        for event in tracker.update(&job.job, &status) {
+                            let _ = events.send(event).await;
+                        }
+                    }
+                    Some(BuildInfoAux::Default(id)) => image_id = id.id.or(image_id),
+                    None => {}
+                },
+                Some(Err(err)) => break Some(daemon_error(endpoint, err)),
+            }
+            // The session keeps bollard's stream open after the build ended, so the stream
+            // does not end by itself; the image ID comes at the end of the build.
+            if image_id.is_some() {
+                break None;
+            }
+        };
+        // Status messages of cached steps may still be in flight behind the image ID: read
+        // until the stream has been quiet for a moment, so every step gets its event.
+        if failure.is_none() {
+            while let Ok(Some(Ok(info))) =
+                tokio::time::timeout(TRAILING_STATUS, stream.next()).await
+            {
+                if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
+                    for event in tracker.update(&job.job, &status) {
+                        let _ = events.send(event).await;
+                    }
+                }
+            }
+        }
+        drop(stream);
+        let written = match upload {
+            Upload::Tar(writer) => writer.await.map(|r| r.map(|stats| stats.bytes)),
+            Upload::Session(session) => Ok(Ok(session.bytes_sent())),
+        };
+        if let Some(err) = failure {
+            let message = match &err {
+                BuildError::Daemon { message, .. } => message.clone(),
+                _ => return Err(err),
+            };
+            let ctx = FailureContext {
+                dockerfile: request.dockerfile.clone(),
+                platform: Some(request.platform.clone()),
+                builder: job.builder_platform.clone(),
+                endpoint: endpoint.into(),
+                failed_step: tracker.failed_step(),
+                log_tail: tracker.failed_tail(),
+                target: request.target.clone(),
+                stages: job.stages.clone(),
+            };
+            return Err(classify(&message, &ctx));
+        }
+        let context_bytes = match written {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(err)) => return Err(err),
+            Err(join) if join.is_cancelled() => 0,
+            Err(join) => {
+                return Err(BuildError::Io {
+                    path: request.context.clone(),
+                    message: join.to_string(),
+                })
+            }
+        };
+        let image_id = image_id.ok_or_else(|| BuildError::Daemon {
+            endpoint: endpoint.into(),
+            message: "the build ended without reporting an image ID".into(),
+        })?;
+        Ok(EngineOutput {
+            image_id,
+            log_tail: tracker.log_tail(),
+            cached_steps: tracker.cached_steps(),
+            context_bytes,
+        })
+    }
+
+    async fn has_image(&self, endpoint: &str, image_id: &str) -> Result<bool, BuildError> {
+        let docker = self.docker(endpoint).await?;
+        match docker.inspect_image(image_id).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(err) => Err(daemon_error(endpoint, err)),
+        }
+    }
+
+    async fn tag(&self, endpoint: &str, image_id: &str, reference: &str) -> Result<(), BuildError> {
+        let docker = self.docker(endpoint).await?;
+        let (repo, tag) = split_reference(reference);
+        let options = TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        docker
+            .tag_image(image_id, Some(options))
+            .await
+            .map_err(|e| daemon_error(endpoint, e))
+    }
+
+    async fn untag(&self, endpoint: &str, reference: &str) -> Result<(), BuildError> {
+        let docker = self.docker(endpoint).await?;
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            ..Default::default()
+        };
+        match docker.remove_image(reference, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(err) => Err(daemon_error(endpoint, err)),
+        }
+    }
+}
+
+/// The daemon's JSON messages of one build.
+type InfoStream<'a> =
+    Pin<Box<dyn Stream<Item = Result<BuildInfo, bollard::errors::Error>> + Send + 'a>>;
+
+/// How the context reaches the daemon.
+enum Upload {
+    /// Served by archbuild's session over file sync; open until dropped.
+    Session(Session),
+    /// Sent as a tar body by this writer.
+    Tar(JoinHandle<Result<context::ContextStats, BuildError>>),
+}
+
+/// Starts the build with the context served by a session of archbuild's own (file sync,
+/// `remote=client-session`): only what changed since the last build of this context is sent.
+async fn sync_build(
+    docker: &Docker,
+    endpoint: &str,
+    spec: &ContextSpec,
+    dockerfile: &Path,
+    mut options: BuildImageOptions,
+) -> Result<(Session, InfoStream<'static>), SessionError> {
+    if spec.source_date_epoch.is_some() {
+        // File sync sends real mtimes and the daemon compares them to find changes; clamping
+        // them would hide changed files, and not clamping them breaks reproducibility.
+        return Err(SessionError(
+            "SOURCE_DATE_EPOCH is set (the tar upload clamps file times to it)".into(),
+        ));
+    }
+    let addr = DaemonAddr::from_url(endpoint)
+        .filter(|_| !tls_wanted())
+        .ok_or_else(|| {
+            SessionError("file sync is implemented for unix:// and plain tcp:// endpoints".into())
+        })?;
+    let version = docker.client_version();
+    let version = format!("{}.{}", version.major_version, version.minor_version);
+    let dockerfile_name = dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let dockerfile_path = dockerfile
+        .canonicalize()
+        .map_err(|e| SessionError(format!("{}: {e}", dockerfile.display())))?;
+    let dirs = HashMap::from([
+        (
+            "context".to_string(),
+            SyncDir::Tree {
+                root: spec.root.clone(),
+                ignore: spec.ignore.clone(),
+            },
+        ),
+        (
+            "dockerfile".to_string(),
+            SyncDir::Single {
+                name: dockerfile_name.clone(),
+                path: dockerfile_path,
+            },
+        ),
+    ]);
+    let id = options.session.clone().unwrap_or_else(session_id);
+    let name = spec
+        .root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = session::shared_key(&spec.root);
+    let session = Session::open(&addr, &version, &id, &name, &key, dirs).await?;
+    options.dockerfile = dockerfile_name;
+    options.remote = Some("client-session".into());
+    options.session = Some(id);
+    let query = serde_urlencoded::to_string(&options)
+        .map_err(|e| SessionError(format!("cannot encode the build options: {e}")))?;
+    let stream = session::http::build(&addr, &version, &query).await?;
+    Ok((session, Box::pin(stream)))
+}
+
+/// Says once per endpoint why the context goes as a tar upload instead of by file sync.
+fn explain_fallback(endpoint: &str, reason: &SessionError) {
+    static TOLD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut told = TOLD.lock().unwrap_or_else(|e| e.into_inner());
+    if !told.iter().any(|e| e == endpoint) {
+        told.push(endpoint.to_string());
+        eprintln!(
+            "archbuild: {endpoint}: sending the whole build context (no file sync: {reason})"
+        );
+    }
+}
+
+/// Splits `REPO[:TAG]` into repository and tag (`latest` when absent).
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(colon) => (&reference[..slash + colon], &reference[slash + colon + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_at_the_tag_colon_not_the_port() {
+        assert_eq!(split_reference("api:1.0"), ("api", "1.0"));
+        assert_eq!(
+            split_reference("localhost:5000/team/api:1.0"),
+            ("localhost:5000/team/api", "1.0")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/api"),
+            ("localhost:5000/api", "latest")
+        );
+    }
+
+    #[tokio::test]
+    async fn unsupported_and_unreachable_endpoints_are_named() {
+        let err = connect("npipe:////./pipe/docker_engine").await.unwrap_err();
+        assert!(err.to_string().contains("only on Windows"), "{err}");
+        let err = connect("ftp://x").await.unwrap_err();
+        assert!(matches!(err, BuildError::BadEndpoint { .. }));
+        let err = connect("unix:///nonexistent/docker.sock")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot reach the Docker daemon at unix:///nonexistent/docker.sock"),
+            "{err}"
+        );
+        let err = connect("tcp://127.0.0.1:1").await.unwrap_err();
+        assert!(matches!(err, BuildError::Unreachable { .. }), "{err}");
+    }
+}

@@ -1,0 +1,178 @@
+//! No-change rebuilds without uploading the context: a fingerprint of everything a job's
+//! result depends on (the context's file list as `.dockerignore` filters it, with each file's
+//! size, mtime, inode and mode, like git's index; the Dockerfile's bytes; build args, target,
+//! platform, labels and endpoint). It is kept in `.archbuild/cache/` with the image ID it
+//! produced; when the fingerprint is unchanged and the daemon still has that image, the job
+//! reuses it instead of building.
+//!
+//! Stat data rather than content hashes keeps the check to a few milliseconds for thousands of
+//! files; a tool that rewrites a file with the same size and mtime defeats it, as it defeats
+//! git and make, and `--no-cache` skips the reuse altogether.
+
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::context::{self, ContextSpec};
+use super::{BuildError, BuildRequest};
+
+/// Bumped when what goes into the fingerprint changes.
+const VERSION: &str = "archbuild-fingerprint-v1";
+
+/// What the cache remembers about one (image, platform, endpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    pub image: String,
+    pub platform: String,
+    pub endpoint: String,
+    pub fingerprint: String,
+    pub image_id: String,
+}
+
+/// The fingerprint of a job's inputs.
+pub fn compute(
+    request: &BuildRequest,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<String, BuildError> {
+    let spec = context::prepare(&request.context, &request.dockerfile)?;
+    let mut hash = Sha256::new();
+    let mut field = |name: &str, value: &str| {
+        let _ = write!(hash, "{name}\0{}\0{value}\0", value.len());
+    };
+    field("version", VERSION);
+    field("platform", &request.platform.to_string());
+    field("endpoint", &request.endpoint_url);
+    field("target", request.target.as_deref().unwrap_or(""));
+    field("dockerfile-path", &spec.dockerfile_in_tar);
+    for (k, v) in &request.build_args {
+        field("arg", &format!("{k}={v}"));
+    }
+    for (k, v) in labels {
+        field("label", &format!("{k}={v}"));
+    }
+    let dockerfile =
+        std::fs::read(&request.dockerfile).map_err(|e| BuildError::io(&request.dockerfile, e))?;
+    hash.update(Sha256::digest(&dockerfile));
+    hash_files(&spec, &mut hash)?;
+    Ok(hex::encode(hash.finalize()))
+}
+
+fn hash_files(spec: &ContextSpec, hash: &mut Sha256) -> Result<(), BuildError> {
+    context::walk(spec, |rel, path, meta| {
+        let link = if meta.file_type().is_symlink() {
+            std::fs::read_link(path)?.to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            hash,
+            "{rel}\0{}\0{}\0{}.{}\0{}\0{}\0{link}\0",
+            meta.mode(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino(),
+            meta.dev(),
+        );
+        Ok(())
+    })
+}
+
+/// Where the entry for a request lives.
+pub fn entry_path(cache_dir: &Path, request: &BuildRequest) -> PathBuf {
+    let key = format!(
+        "{}\0{}\0{}",
+        request.image, request.platform, request.endpoint_url
+    );
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    let slug: String = request
+        .image
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    cache_dir.join(format!("{slug}-{}.json", &digest[..16]))
+}
+
+/// The remembered entry, if any (an unreadable one counts as none).
+pub fn load(cache_dir: &Path, request: &BuildRequest) -> Option<CacheEntry> {
+    let text = std::fs::read_to_string(entry_path(cache_dir, request)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Remembers `entry`, written to a temporary file and renamed so a reader never sees half.
+pub fn store(cache_dir: &Path, request: &BuildRequest, entry: &CacheEntry) -> std::io::Result<()> {
+    std::fs::create_dir_all(cache_dir)?;
+    let path = entry_path(cache_dir, request);
+    let mut file = tempfile::NamedTempFile::new_in(cache_dir)?;
+    serde_json::to_writer_pretty(&mut file, entry)?;
+    file.persist(&path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+    use std::collections::BTreeMap;
+
+    fn request(dir: &Path) -> BuildRequest {
+        BuildRequest {
+            image: "api".into(),
+            platform: Platform::parse("linux/arm64").unwrap(),
+            context: dir.to_path_buf(),
+            dockerfile: dir.join("Dockerfile"),
+            target: None,
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            tags: vec![],
+            endpoint_url: "unix:///var/run/docker.sock".into(),
+            chosen_by: None,
+            keep_tag: None,
+        }
+    }
+
+    #[test]
+    fn changes_with_any_input_but_not_ignored_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
+        std::fs::write(dir.path().join("app"), "v1").unwrap();
+        let req = request(dir.path());
+        let labels = BTreeMap::new();
+        let first = compute(&req, &labels).unwrap();
+        assert_eq!(first, compute(&req, &labels).unwrap());
+
+        std::fs::write(dir.path().join("build.log"), "noise").unwrap();
+        assert_eq!(first, compute(&req, &labels).unwrap(), "ignored file");
+
+        let mut other = req.clone();
+        other.platform = Platform::parse("linux/amd64").unwrap();
+        assert_ne!(first, compute(&other, &labels).unwrap(), "platform");
+        let mut other = req.clone();
+        other.build_args.insert("V".into(), "2".into());
+        assert_ne!(first, compute(&other, &labels).unwrap(), "build arg");
+
+        std::fs::write(dir.path().join("app"), "v22").unwrap();
+        assert_ne!(first, compute(&req, &labels).unwrap(), "file content");
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = request(dir.path());
+        let cache = dir.path().join(".archbuild/cache");
+        assert_eq!(load(&cache, &req), None);
+        let entry = CacheEntry {
+            image: "api".into(),
+            platform: "linux/arm64".into(),
+            endpoint: req.endpoint_url.clone(),
+            fingerprint: "f".into(),
+            image_id: "sha256:1".into(),
+        };
+        store(&cache, &req, &entry).unwrap();
+        assert_eq!(load(&cache, &req), Some(entry));
+    }
+}

@@ -1,0 +1,379 @@
+//! Running the jobs: every request concurrently, at most `jobs_per_endpoint` at once on each
+//! builder endpoint, each ending with its image named by a namespaced temporary tag. Only when
+//! every job succeeded are the final names applied: the builder's own platform's image gets the
+//! request's `REPOSITORY:TAG`s (so `docker run` works as after `docker build`), and every image
+//! gets its keep tag `archbuild/<image>:<os>-<arch>` so the daemon keeps it for the next
+//! no-change rebuild. On failure or cancellation the temporary tags are removed and nothing is
+//! named like a finished result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::finding::{Finding, FindingKind};
+use crate::platform::Platform;
+
+use super::dockerfile::{self, Dockerfile};
+use super::engine::{BuildEngine, EngineJob, EngineOutput};
+use super::events::BuildEvent;
+use super::fingerprint::{self, CacheEntry};
+use super::{labels, BuildError, BuildOptions, BuildRequest, BuiltImage};
+
+/// Two builds per endpoint: one build mostly waits on one thing at a time (the context upload,
+/// a compiler on one core, layer export), so two keep a daemon busy without making every job
+/// wait on the others' disk and CPU; `--jobs` raises it for big builders.
+pub const DEFAULT_JOBS_PER_ENDPOINT: usize = 2;
+
+/// The keep tag of (image, platform): `archbuild/<image>:<os>-<arch>[-<variant>]`.
+pub fn keep_tag(image: &str, platform: &Platform) -> String {
+    format!("archbuild/{}:{}", repo_name(image), platform_slug(platform))
+}
+
+/// A fresh temporary tag: `archbuild-tmp/<image>:<os>-<arch>[-<variant>]-<random>`.
+pub fn temporary_tag(image: &str, platform: &Platform) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "archbuild-tmp/{}:{}-{:x}{:x}",
+        repo_name(image),
+        platform_slug(platform),
+        std::process::id(),
+        nanos
+    )
+}
+
+fn repo_name(image: &str) -> String {
+    image
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-/".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn platform_slug(platform: &Platform) -> String {
+    platform.to_string().replace('/', "-")
+}
+
+/// What is known about a request before it is built.
+struct Prepared {
+    dockerfile: Dockerfile,
+    native: Result<Platform, BuildError>,
+}
+
+/// Builds every request; the result has one [`BuiltImage`] per request, in request order.
+/// Progress goes to `events`; `cancel` stops all jobs, removes their temporary tags and
+/// returns [`BuildError::Cancelled`]. When some jobs fail, the others are finished but not
+/// named, and the error is [`BuildError::Failed`] listing every failed job.
+pub async fn run<E: BuildEngine>(
+    engine: &E,
+    requests: Vec<BuildRequest>,
+    options: &BuildOptions,
+    events: mpsc::Sender<BuildEvent>,
+    cancel: CancellationToken,
+) -> Result<Vec<BuiltImage>, BuildError> {
+    let natives = native_platforms(engine, &requests).await;
+    let limit = options
+        .jobs_per_endpoint
+        .unwrap_or(DEFAULT_JOBS_PER_ENDPOINT)
+        .max(1);
+    let semaphores: HashMap<String, Arc<Semaphore>> = natives
+        .keys()
+        .map(|endpoint| (endpoint.clone(), Arc::new(Semaphore::new(limit))))
+        .collect();
+    let jobs = requests.iter().enumerate().map(|(index, request)| {
+        let prepared = Prepared {
+            dockerfile: read_dockerfile(request),
+            native: natives[&request.endpoint_url].clone(),
+        };
+        let semaphore = semaphores[&request.endpoint_url].clone();
+        let (events, cancel) = (events.clone(), cancel.clone());
+        async move {
+            let result = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Err(BuildError::Cancelled),
+                permit = semaphore.acquire_owned() => {
+                    let _permit = permit.expect("semaphore never closed");
+                    build_one(engine, index, request, prepared, options, &events, &cancel).await
+                }
+            };
+            if let Err(err) = &result {
+                if *err != BuildError::Cancelled {
+                    let _ = events
+                        .send(BuildEvent::JobFailed {
+                            job: request.label(index),
+                            error: err.to_string(),
+                            log_tail: match err {
+                                BuildError::StepFailed { log_tail, .. } => log_tail.clone(),
+                                _ => Vec::new(),
+                            },
+                        })
+                        .await;
+                }
+            }
+            result
+        }
+    });
+    let results = join_all(jobs).await;
+
+    let mut built = Vec::new();
+    let mut failures = Vec::new();
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(image) => built.push(image),
+            Err(err) => failures.push((requests[index].label(index), err)),
+        }
+    }
+    if cancel.is_cancelled() || !failures.is_empty() {
+        release(engine, &built).await;
+        if cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        return Err(BuildError::Failed(failures));
+    }
+    for (image, request) in built.iter_mut().zip(&requests) {
+        name_result(engine, image, request, &natives).await?;
+    }
+    if !options.keep_temporary_tags {
+        release(engine, &built).await;
+    }
+    Ok(built)
+}
+
+async fn native_platforms<E: BuildEngine>(
+    engine: &E,
+    requests: &[BuildRequest],
+) -> HashMap<String, Result<Platform, BuildError>> {
+    let mut endpoints: Vec<(&str, Option<&String>)> = Vec::new();
+    for request in requests {
+        if !endpoints.iter().any(|(e, _)| *e == request.endpoint_url) {
+            endpoints.push((&request.endpoint_url, request.chosen_by.as_ref()));
+        }
+    }
+    let answers = join_all(endpoints.iter().map(|(endpoint, chosen_by)| async move {
+        let answer = engine
+            .native_platform(endpoint)
+            .await
+            .map_err(|err| match err {
+                BuildError::Unreachable {
+                    endpoint, reason, ..
+                } => BuildError::Unreachable {
+                    endpoint,
+                    chosen_by: chosen_by.cloned(),
+                    reason,
+                },
+                other => other,
+            });
+        (endpoint.to_string(), answer)
+    }))
+    .await;
+    answers.into_iter().collect()
+}
+
+fn read_dockerfile(request: &BuildRequest) -> Dockerfile {
+    std::fs::read_to_string(&request.dockerfile)
+        .map(|text| dockerfile::parse(&text))
+        .unwrap_or_default()
+}
+
+/// The warning for a job whose `RUN` steps will run under emulation, if they will.
+pub fn emulation_finding(
+    request: &BuildRequest,
+    dockerfile: &Dockerfile,
+    native: &Platform,
+) -> Option<Finding> {
+    if native.runs(&request.platform) || !dockerfile.runs_on_target(request.target.as_deref()) {
+        return None;
+    }
+    Some(
+        Finding::warning(
+            FindingKind::Emulated,
+            format!(
+                "{} {}: RUN steps will run under emulation on the {native} builder at {} \
+                 (slow, and 'exec format error' without a binfmt/QEMU handler); give {} a \
+                 native builder in [builders] or cross-compile from FROM --platform=$BUILDPLATFORM",
+                request.image, request.platform, request.endpoint_url, request.platform
+            ),
+        )
+        .with_platform(&request.platform)
+        .with_image(&request.image),
+    )
+}
+
+/// The emulation warnings for `requests`, asking each endpoint for its native platform
+/// (unreachable endpoints are left to the build to report).
+pub async fn emulation_findings<E: BuildEngine>(
+    engine: &E,
+    requests: &[BuildRequest],
+) -> Vec<Finding> {
+    let natives = native_platforms(engine, requests).await;
+    requests
+        .iter()
+        .filter_map(|request| {
+            let native = natives[&request.endpoint_url].as_ref().ok()?;
+            emulation_finding(request, &read_dockerfile(request), native)
+        })
+        .collect()
+}
+
+async fn build_one<E: BuildEngine>(
+    engine: &E,
+    index: usize,
+    request: &BuildRequest,
+    prepared: Prepared,
+    options: &BuildOptions,
+    events: &mpsc::Sender<BuildEvent>,
+    cancel: &CancellationToken,
+) -> Result<BuiltImage, BuildError> {
+    let started = Instant::now();
+    let native = prepared.native?;
+    let job = request.label(index);
+    let emulated = emulation_finding(request, &prepared.dockerfile, &native).is_some();
+    let _ = events
+        .send(BuildEvent::JobStarted {
+            job: job.clone(),
+            endpoint: request.endpoint_url.clone(),
+            emulated,
+        })
+        .await;
+    let labels = labels::for_context(&request.context, &request.labels);
+    let engine_job = EngineJob {
+        job: job.clone(),
+        request: request.clone(),
+        labels: labels.clone(),
+        temporary_tag: temporary_tag(&request.image, &request.platform),
+        no_cache: options.no_cache,
+        builder_platform: Some(native),
+        stages: prepared.dockerfile.stage_names(),
+    };
+    let fingerprint = match (&options.cache_dir, options.no_cache) {
+        (Some(_), false) => Some(fingerprint::compute(request, &labels)?),
+        _ => None,
+    };
+    let reused = reusable(engine, request, options, fingerprint.as_deref()).await?;
+    let output = match &reused {
+        Some(image_id) => {
+            engine
+                .tag(&request.endpoint_url, image_id, &engine_job.temporary_tag)
+                .await?;
+            EngineOutput {
+                image_id: image_id.clone(),
+                log_tail: Vec::new(),
+                cached_steps: 0,
+                context_bytes: 0,
+            }
+        }
+        None => match engine.build(&engine_job, events, cancel).await {
+            Ok(output) => output,
+            Err(err) => {
+                // A build cut off late may already carry its temporary tag.
+                let _ = engine
+                    .untag(&request.endpoint_url, &engine_job.temporary_tag)
+                    .await;
+                return Err(err);
+            }
+        },
+    };
+    if let (Some(dir), Some(fingerprint), None) = (&options.cache_dir, fingerprint, &reused) {
+        let entry = CacheEntry {
+            image: request.image.clone(),
+            platform: request.platform.to_string(),
+            endpoint: request.endpoint_url.clone(),
+            fingerprint,
+            image_id: output.image_id.clone(),
+        };
+        // A cache that cannot be written costs the next build time, not this one its result.
+        let _ = fingerprint::store(dir, request, &entry);
+    }
+    let duration = started.elapsed();
+    let _ = events
+        .send(BuildEvent::JobFinished {
+            job,
+            image_id: output.image_id.clone(),
+            seconds: duration.as_secs_f64(),
+            cached_steps: output.cached_steps,
+            reused: reused.is_some(),
+        })
+        .await;
+    Ok(BuiltImage {
+        index,
+        image: request.image.clone(),
+        platform: request.platform.clone(),
+        image_id: output.image_id,
+        endpoint_url: request.endpoint_url.clone(),
+        temporary_tag: engine_job.temporary_tag,
+        tagged: Vec::new(),
+        log_tail: output.log_tail,
+        duration,
+        cached_steps: output.cached_steps,
+        reused: reused.is_some(),
+        emulated,
+        context_bytes: output.context_bytes,
+    })
+}
+
+/// The previous image's ID when nothing changed and the daemon still has it.
+async fn reusable<E: BuildEngine>(
+    engine: &E,
+    request: &BuildRequest,
+    options: &BuildOptions,
+    fingerprint: Option<&str>,
+) -> Result<Option<String>, BuildError> {
+    let (Some(dir), Some(fingerprint)) = (&options.cache_dir, fingerprint) else {
+        return Ok(None);
+    };
+    let Some(entry) = fingerprint::load(dir, request) else {
+        return Ok(None);
+    };
+    if entry.fingerprint != fingerprint {
+        return Ok(None);
+    }
+    let present = engine
+        .has_image(&request.endpoint_url, &entry.image_id)
+        .await?;
+    Ok(present.then_some(entry.image_id))
+}
+
+async fn name_result<E: BuildEngine>(
+    engine: &E,
+    image: &mut BuiltImage,
+    request: &BuildRequest,
+    natives: &HashMap<String, Result<Platform, BuildError>>,
+) -> Result<(), BuildError> {
+    let endpoint = &request.endpoint_url;
+    let keep = request
+        .keep_tag
+        .clone()
+        .unwrap_or_else(|| keep_tag(&request.image, &request.platform));
+    engine.tag(endpoint, &image.image_id, &keep).await?;
+    if natives[endpoint].as_ref().ok() == Some(&request.platform) {
+        for reference in &request.tags {
+            engine.tag(endpoint, &image.image_id, reference).await?;
+            image.tagged.push(reference.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary tags of `images` (best effort: a tag already gone is fine).
+pub async fn release<E: BuildEngine>(engine: &E, images: &[BuiltImage]) {
+    for image in images {
+        let _ = engine
+            .untag(&image.endpoint_url, &image.temporary_tag)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+//! Job scheduling, naming, reuse and cancellation against the recording [`FakeEngine`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::build::engine::{FakeCall, FakeEngine};
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+    std::fs::write(dir.path().join("app"), "app").unwrap();
+    dir
+}
+
+fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> BuildRequest {
+    BuildRequest {
+        image: image.into(),
+        platform: Platform::parse(platform).unwrap(),
+        context: dir.to_path_buf(),
+        dockerfile: dir.join("Dockerfile"),
+        target: None,
+        build_args: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        tags: vec![format!("{image}:1.0")],
+        endpoint_url: endpoint.into(),
+        chosen_by: None,
+        keep_tag: None,
+    }
+}
+
+async fn go(
+    engine: &FakeEngine,
+    requests: Vec<BuildRequest>,
+    options: &BuildOptions,
+    cancel: CancellationToken,
+) -> (Result<Vec<BuiltImage>, BuildError>, Vec<BuildEvent>) {
+    let (tx, mut rx) = mpsc::channel(1024);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        events
+    });
+    let result = run(engine, requests, options, tx, cancel).await;
+    (result, collector.await.unwrap())
+}
+
+fn tags(engine: &FakeEngine) -> Vec<String> {
+    engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Tag { reference, .. } => Some(reference),
+            _ => None,
+        })
+        .collect()
+}
+
+fn untags(engine: &FakeEngine) -> Vec<String> {
+    engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Untag { reference, .. } => Some(reference),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrency_is_limited_per_endpoint() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64").with_delay(Duration::from_millis(50));
+    let mut requests = Vec::new();
+    for i in 0..5 {
+        requests.push(request(
+            dir.path(),
+            &format!("a{i}"),
+            "linux/amd64",
+            "unix:///a",
+        ));
+    }
+    for i in 0..3 {
+        requests.push(request(
+            dir.path(),
+            &format!("b{i}"),
+            "linux/arm64",
+            "ssh://b",
+        ));
+    }
+    let (result, _) = go(
+        &engine,
+        requests,
+        &BuildOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result.unwrap().len(), 8);
+    assert_eq!(
+        engine.peak_concurrency("unix:///a"),
+        DEFAULT_JOBS_PER_ENDPOINT
+    );
+    assert_eq!(
+        engine.peak_concurrency("ssh://b"),
+        DEFAULT_JOBS_PER_ENDPOINT
+    );
+
+    let engine = FakeEngine::new("linux/amd64").with_delay(Duration::from_millis(50));
+    let requests = (0..4)
+        .map(|i| request(dir.path(), &format!("c{i}"), "linux/amd64", "unix:///a"))
+        .collect();
+    let options = BuildOptions {
+        jobs_per_endpoint: Some(4),
+        ..Default::default()
+    };
+    go(&engine, requests, &options, CancellationToken::new())
+        .await
+        .0
+        .unwrap();
+    assert_eq!(engine.peak_concurrency("unix:///a"), 4);
+}
+
+#[tokio::test]
+async fn only_the_builders_own_platform_gets_the_final_tags() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    let requests = vec![
+        request(dir.path(), "api", "linux/amd64", "unix:///a"),
+        request(dir.path(), "api", "linux/arm64", "unix:///a"),
+    ];
+    let (result, events) = go(
+        &engine,
+        requests,
+        &BuildOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let built = result.unwrap();
+    assert_eq!(built[0].tagged, vec!["api:1.0".to_string()]);
+    assert!(built[1].tagged.is_empty());
+    assert!(
+        !built[1].emulated,
+        "COPY only: nothing runs under emulation"
+    );
+    assert_eq!(
+        tags(&engine),
+        vec![
+            "archbuild/api:linux-amd64".to_string(),
+            "api:1.0".to_string(),
+            "archbuild/api:linux-arm64".to_string()
+        ]
+    );
+    let temporary: Vec<String> = built.iter().map(|b| b.temporary_tag.clone()).collect();
+    assert!(temporary
+        .iter()
+        .all(|t| t.starts_with("archbuild-tmp/api:linux-")));
+    assert_eq!(untags(&engine), temporary);
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, BuildEvent::JobFinished { .. }))
+        .count();
+    assert_eq!(finished, 2);
+}
+
+#[tokio::test]
+async fn a_failed_job_leaves_nothing_named() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    engine.fail(
+        "api",
+        "linux/arm64",
+        BuildError::StepFailed {
+            step: "RUN make".into(),
+            exit_code: Some(2),
+            log_tail: vec!["boom".into()],
+        },
+    );
+    let requests = vec![
+        request(dir.path(), "api", "linux/amd64", "unix:///a"),
+        request(dir.path(), "api", "linux/arm64", "unix:///a"),
+    ];
+    let (result, events) = go(
+        &engine,
+        requests,
+        &BuildOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.failures().len(), 1);
+    assert_eq!(err.failures()[0].0.platform.to_string(), "linux/arm64");
+    assert!(tags(&engine).is_empty(), "{:?}", engine.calls());
+    // The amd64 image's temporary tag (and the failed job's, in case it was set) are removed.
+    assert_eq!(untags(&engine).len(), 2);
+    let failed = events.iter().find_map(|e| match e {
+        BuildEvent::JobFailed { log_tail, .. } => Some(log_tail.clone()),
+        _ => None,
+    });
+    assert_eq!(failed, Some(vec!["boom".to_string()]));
+}
+
+#[tokio::test]
+async fn cancelling_returns_cancelled_and_names_nothing() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64").with_delay(Duration::from_secs(30));
+    let requests = vec![
+        request(dir.path(), "api", "linux/amd64", "unix:///a"),
+        request(dir.path(), "api", "linux/arm64", "unix:///a"),
+        request(dir.path(), "api", "linux/arm/v7", "unix:///a"),
+    ];
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        trigger.cancel();
+    });
+    let started = std::time::Instant::now();
+    let (result, _) = go(&engine, requests, &BuildOptions::default(), cancel).await;
+    assert_eq!(result.unwrap_err(), BuildError::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(tags(&engine).is_empty());
+}
+
+#[tokio::test]
+async fn unchanged_jobs_reuse_their_image_until_the_daemon_loses_it() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    let options = BuildOptions {
+        cache_dir: Some(dir.path().join(".archbuild/cache")),
+        ..Default::default()
+    };
+    let requests = vec![request(dir.path(), "api", "linux/arm64", "unix:///a")];
+    let builds = |engine: &FakeEngine| {
+        engine
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, FakeCall::Build { .. }))
+            .count()
+    };
+    let first = go(
+        &engine,
+        requests.clone(),
+        &options,
+        CancellationToken::new(),
+    )
+    .await
+    .0
+    .unwrap();
+    assert!(!first[0].reused);
+    let second = go(
+        &engine,
+        requests.clone(),
+        &options,
+        CancellationToken::new(),
+    )
+    .await
+    .0
+    .unwrap();
+    assert!(second[0].reused);
+    assert_eq!(second[0].image_id, first[0].image_id);
+    assert_eq!(builds(&engine), 1);
+
+    engine.forget_image(&first[0].image_id);
+    let third = go(
+        &engine,
+        requests.clone(),
+        &options,
+        CancellationToken::new(),
+    )
+    .await
+    .0
+    .unwrap();
+    assert!(!third[0].reused);
+    assert_eq!(builds(&engine), 2);
+
+    let no_cache = BuildOptions {
+        no_cache: true,
+        ..options
+    };
+    go(&engine, requests, &no_cache, CancellationToken::new())
+        .await
+        .0
+        .unwrap();
+    assert_eq!(builds(&engine), 3);
+}
+
+#[test]
+fn emulated_run_steps_are_flagged() {
+    let dir = project();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM debian\nRUN apt-get update\n",
+    )
+    .unwrap();
+    let req = request(dir.path(), "api", "linux/arm64", "unix:///a");
+    let df = dockerfile::parse(&std::fs::read_to_string(&req.dockerfile).unwrap());
+    let amd64 = Platform::parse("linux/amd64").unwrap();
+    let finding = emulation_finding(&req, &df, &amd64).expect("flagged");
+    assert_eq!(finding.kind, FindingKind::Emulated);
+    assert!(
+        finding.message.contains("under emulation"),
+        "{}",
+        finding.message
+    );
+    let arm64 = Platform::parse("linux/arm64").unwrap();
+    assert!(emulation_finding(&req, &df, &arm64).is_none());
+}
+
+#[tokio::test]
+async fn emulation_findings_ask_each_builder_for_its_platform() {
+    let dir = project();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM debian\nRUN make\n").unwrap();
+    let engine = FakeEngine::new("linux/amd64");
+    let requests = vec![
+        request(dir.path(), "api", "linux/amd64", "unix:///a"),
+        request(dir.path(), "api", "linux/arm64", "unix:///a"),
+    ];
+    let findings = emulation_findings(&engine, &requests).await;
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].platform.as_deref(), Some("linux/arm64"));
+}

@@ -1,0 +1,120 @@
+//! The build half of archbuild: one BuildKit build per (image, platform) job, sent through the
+//! Docker Engine API of the job's builder endpoint, run concurrently, reported as events.
+//!
+//! The daemon is reached through the [`BuildEngine`] seam: [`DockerEngine`] is the real one
+//! (bollard), [`FakeEngine`] records calls for unit tests. [`run`] is the whole build step as a
+//! library function: the command line maps the plan's jobs onto [`BuildRequest`]s, hands over a
+//! channel for [`BuildEvent`]s and a cancellation token, and gets one [`BuiltImage`] per request.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::platform::Platform;
+
+pub mod context;
+pub mod docker;
+pub mod dockerfile;
+pub mod dockerignore;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod fingerprint;
+pub mod jobs;
+pub mod labels;
+pub mod session;
+
+pub use docker::{connect, DockerEngine};
+pub use engine::{BuildEngine, EngineJob, EngineOutput, FakeEngine};
+pub use error::BuildError;
+pub use events::{BuildEvent, JobLabel};
+pub use jobs::{emulation_findings, run};
+
+/// One (image, platform) build: everything the engine needs, already resolved by the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// The image's name in the project (`api`), used in progress lines and temporary tags.
+    pub image: String,
+    /// The platform to build for; BuildKit fills `TARGETPLATFORM`/`TARGETARCH`/... from it.
+    pub platform: Platform,
+    /// The build context folder.
+    pub context: PathBuf,
+    /// The Dockerfile (inside the context or not).
+    pub dockerfile: PathBuf,
+    /// The stage to build (`--target`).
+    pub target: Option<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// Labels set on the image (the OCI ones are added by [`labels::oci_labels`]).
+    pub labels: BTreeMap<String, String>,
+    /// Final `REPOSITORY:TAG` references; the builder's own platform's image is tagged with them.
+    pub tags: Vec<String>,
+    /// The builder endpoint (`unix://`, `tcp://`, `ssh://`, `npipe://`).
+    pub endpoint_url: String,
+    /// How the endpoint was chosen (`[builders] "linux/arm64"`, `DOCKER_HOST`, ...), for errors.
+    pub chosen_by: Option<String>,
+    /// The name this platform's image keeps in its builder daemon (the plan's `platform_tag`);
+    /// `None` means [`jobs::keep_tag`]'s `archbuild/<image>:<os>-<arch>`.
+    pub keep_tag: Option<String>,
+}
+
+impl BuildRequest {
+    /// The label used in progress lines and errors: `api linux/arm64`.
+    pub fn label(&self, index: usize) -> JobLabel {
+        JobLabel {
+            index,
+            image: self.image.clone(),
+            platform: self.platform.clone(),
+        }
+    }
+}
+
+/// How [`run`] builds.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Concurrent builds per endpoint; `None` picks [`jobs::DEFAULT_JOBS_PER_ENDPOINT`].
+    pub jobs_per_endpoint: Option<usize>,
+    /// Build every step again (`--no-cache`); also skips the fingerprint reuse.
+    pub no_cache: bool,
+    /// Where input fingerprints are kept (`<project>/.archbuild/cache`); `None` disables reuse.
+    pub cache_dir: Option<PathBuf>,
+    /// Keep the temporary tags after a successful run, so later stages can still name the
+    /// images; the caller then removes them with [`jobs::release`].
+    pub keep_temporary_tags: bool,
+}
+
+/// One finished job: the image in its builder's daemon, by ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuiltImage {
+    /// Position of the request in the input of [`run`].
+    pub index: usize,
+    /// The project image name.
+    pub image: String,
+    pub platform: Platform,
+    /// `sha256:...` image ID in the builder's daemon.
+    pub image_id: String,
+    pub endpoint_url: String,
+    /// The namespaced temporary tag naming the image while later stages use it (removed unless
+    /// [`BuildOptions::keep_temporary_tags`]).
+    pub temporary_tag: String,
+    /// The final references applied (only for the builder's own platform).
+    pub tagged: Vec<String>,
+    /// The last log lines of the build.
+    pub log_tail: Vec<String>,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Steps BuildKit answered from its cache.
+    pub cached_steps: usize,
+    /// Whether the previous image was reused because no input changed (no upload, no build).
+    pub reused: bool,
+    /// Whether the job's `RUN` steps ran under emulation on its builder.
+    pub emulated: bool,
+    /// Context bytes sent to the builder (with file sync, only the files that changed).
+    pub context_bytes: u64,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}

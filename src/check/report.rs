@@ -1,0 +1,163 @@
+//! What a check reports: one `CheckReport` per image and platform (what was checked and
+//! what was found), and the human rendering grouped by image and platform with what to do.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::elf::ElfReport;
+use crate::finding::{Finding, FindingKind, Severity};
+use crate::layers::{Content, Filesystem, NodeKind};
+use crate::platform::Platform;
+
+/// The result of checking one image for one platform.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct CheckReport {
+    /// How the image was named (`docker-daemon:api:dev`, `oci:out:api`, a reference).
+    pub image: String,
+    pub platform: Platform,
+    /// The manifest digest, where the source has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    pub entrypoint: Vec<String>,
+    pub layers: usize,
+    /// Paths in the final filesystem (folders included).
+    pub files: usize,
+    /// Regular files that start with the ELF magic.
+    pub elf_files: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    /// The findings (the JSON document lists them once, at the top).
+    #[serde(skip)]
+    pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    /// Assembles a report, stamping each finding with the image name.
+    pub fn new(
+        image: &str,
+        platform: Platform,
+        fs: &Filesystem,
+        entrypoint: Vec<String>,
+        findings: Vec<Finding>,
+    ) -> CheckReport {
+        let findings: Vec<Finding> = findings
+            .into_iter()
+            .map(|f| {
+                if f.image.is_none() {
+                    f.with_image(image)
+                } else {
+                    f
+                }
+            })
+            .collect();
+        let elf_files = fs
+            .iter()
+            .filter(|(_, n)| matches!(&n.kind, NodeKind::File(f) if matches!(f.content, Content::Elf(ElfReport::Elf(_) | ElfReport::Malformed(_)))))
+            .count();
+        CheckReport {
+            image: image.to_string(),
+            platform,
+            manifest: None,
+            config: None,
+            entrypoint,
+            layers: fs.layers.len(),
+            files: fs.len(),
+            elf_files,
+            errors: findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count(),
+            warnings: findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+                .count(),
+            findings,
+        }
+    }
+}
+
+/// The human report: per image and platform, each finding with its path, what it is, what it
+/// should be, and what to do about each kind found.
+pub fn render(reports: &[CheckReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let verdict = match (r.errors, r.warnings) {
+            (0, 0) => "ok".to_string(),
+            (e, w) => format!("{e} error(s), {w} warning(s)"),
+        };
+        let _ = writeln!(out, "{} [{}]: {verdict}", r.image, r.platform);
+        let _ = writeln!(
+            out,
+            "  checked {} paths, {} ELF files in {} layers; entrypoint {}",
+            r.files,
+            r.elf_files,
+            r.layers,
+            if r.entrypoint.is_empty() {
+                "(none)".to_string()
+            } else {
+                format!("{:?}", r.entrypoint)
+            }
+        );
+        for f in &r.findings {
+            let _ = writeln!(
+                out,
+                "  {:<7} {}: {}",
+                severity(f.severity),
+                f.kind.as_str(),
+                f.message
+            );
+            if let (Some(e), Some(a)) = (&f.expected, &f.actual) {
+                let _ = writeln!(out, "          expected {e}, found {a}");
+            }
+            if let Some(layer) = &f.layer {
+                let _ = writeln!(out, "          layer {layer}");
+            }
+        }
+        let mut kinds: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            if let Some(advice) = advice(kind, &r.platform) {
+                let _ = writeln!(out, "  what to do ({}): {advice}", kind.as_str());
+            }
+        }
+        out.push('\n');
+    }
+    let errors: usize = reports.iter().map(|r| r.errors).sum();
+    let warnings: usize = reports.iter().map(|r| r.warnings).sum();
+    let _ = writeln!(
+        out,
+        "{} image(s) checked: {errors} error(s), {warnings} warning(s)",
+        reports.len()
+    );
+    out
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}
+
+/// What a user would do about a kind of finding.
+fn advice(kind: FindingKind, platform: &Platform) -> Option<String> {
+    let arch = &platform.architecture;
+    Some(match kind {
+        FindingKind::ElfArchMismatch => format!(
+            "build the file for {platform} inside the build (use $TARGETARCH/$TARGETPLATFORM in the Dockerfile instead of a hard-coded architecture, or download the {arch} release), or add the path to check.ignore if it is data that is never run"
+        ),
+        FindingKind::MissingEntrypoint => "fix Entrypoint/Cmd or the file it names (COPY it in, fix the symlink, or add its folder to PATH)".into(),
+        FindingKind::MissingLoader => "install the C library the program was linked against (e.g. libc6 or musl) in the final stage, or link the program statically".into(),
+        FindingKind::MissingInterpreter => "install the interpreter in the final stage, or change the #! line to one the image has".into(),
+        FindingKind::MissingBinary => "add the program to the image, or remove it from check.binaries".into(),
+        FindingKind::ConfigPlatformMismatch => "rebuild with --platform set to the platform the image is listed for, so the config and the index agree".into(),
+        FindingKind::MalformedElf => "look at the file: a truncated download or a corrupt copy; add it to check.ignore if it is data".into(),
+        FindingKind::UnsafeLayerEntry => "rebuild the layer with a tool that writes relative, normalised paths; do not ship a layer that escapes its root".into(),
+        _ => return None,
+    })
+}

@@ -1,0 +1,240 @@
+//! Drawing build progress on standard error. The build module reports [`BuildEvent`]s; this is
+//! the only place that knows about terminals: an indicatif spinner per job on a terminal
+//! (current step, cached steps, elapsed), one prefixed line per step in `plain` mode (the
+//! default when standard error is not a terminal, as in Makefiles and CI), one JSON object per
+//! line in `json` mode. A failed job's last log lines are shown under its name in every mode.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::build::{BuildEvent, JobLabel};
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ProgressMode {
+    /// Bars on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Bars, one per job.
+    Tty,
+    /// One prefixed line per step.
+    Plain,
+    /// One JSON event per line.
+    Json,
+}
+
+impl ProgressMode {
+    /// `Auto` decided by whether standard error is a terminal.
+    pub fn resolve(self) -> ProgressMode {
+        match self {
+            ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
+            ProgressMode::Auto => ProgressMode::Plain,
+            other => other,
+        }
+    }
+}
+
+/// Draws events until the channel closes.
+pub async fn draw(mode: ProgressMode, mut events: mpsc::Receiver<BuildEvent>) {
+    match mode.resolve() {
+        ProgressMode::Tty => draw_bars(events).await,
+        ProgressMode::Json => {
+            while let Some(event) = events.recv().await {
+                if let Ok(line) = serde_json::to_string(&event) {
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
+            }
+        }
+        _ => {
+            while let Some(event) = events.recv().await {
+                let text = plain_lines(&event);
+                if !text.is_empty() {
+                    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// The plain-mode lines for one event (each ending in a newline; empty for none).
+pub fn plain_lines(event: &BuildEvent) -> String {
+    let job = event.job();
+    match event {
+        BuildEvent::JobStarted {
+            endpoint, emulated, ..
+        } => format!(
+            "[{job}] building on {endpoint}{}\n",
+            if *emulated {
+                " (RUN steps emulated)"
+            } else {
+                ""
+            }
+        ),
+        BuildEvent::StepStarted { step, name, .. } => format!("[{job}] #{step} {name}\n"),
+        BuildEvent::StepCached { step, name, .. } => format!("[{job}] #{step} CACHED {name}\n"),
+        BuildEvent::StepDone { step, seconds, .. } => {
+            format!("[{job}] #{step} DONE {seconds:.1}s\n")
+        }
+        BuildEvent::LogLine { step, line, .. } => format!("[{job}] #{step} {line}\n"),
+        BuildEvent::JobFinished {
+            image_id,
+            seconds,
+            cached_steps,
+            reused,
+            ..
+        } => {
+            if *reused {
+                format!("[{job}] unchanged: reusing {}\n", short(image_id))
+            } else {
+                format!(
+                    "[{job}] built {} in {seconds:.1}s ({cached_steps} steps cached)\n",
+                    short(image_id)
+                )
+            }
+        }
+        BuildEvent::JobFailed {
+            error, log_tail, ..
+        } => failure_lines(job, error, log_tail),
+    }
+}
+
+fn failure_lines(job: &JobLabel, error: &str, log_tail: &[String]) -> String {
+    let first = error.lines().next().unwrap_or_default();
+    let mut out = format!("[{job}] FAILED: {first}\n");
+    // The error's own text already carries the tail for failed steps; show it once.
+    let shown: Vec<&str> = if log_tail.is_empty() {
+        error.lines().skip(1).collect()
+    } else {
+        log_tail.iter().map(String::as_str).collect()
+    };
+    for line in shown {
+        let line = line.trim_start().trim_start_matches("| ");
+        out.push_str(&format!("[{job}]   | {line}\n"));
+    }
+    out
+}
+
+fn short(image_id: &str) -> &str {
+    let hex = image_id.strip_prefix("sha256:").unwrap_or(image_id);
+    &hex[..hex.len().min(12)]
+}
+
+async fn draw_bars(mut events: mpsc::Receiver<BuildEvent>) {
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed:>4}] {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let mut bars: HashMap<usize, (ProgressBar, usize)> = HashMap::new();
+    while let Some(event) = events.recv().await {
+        let job = event.job().clone();
+        let (bar, cached) = bars.entry(job.index).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            bar.set_prefix(job.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            (bar, 0)
+        });
+        match &event {
+            BuildEvent::JobStarted { endpoint, .. } => bar.set_message(format!("on {endpoint}")),
+            BuildEvent::StepStarted { step, name, .. } => {
+                bar.set_message(format!("#{step} {name} ({cached} cached)"))
+            }
+            BuildEvent::StepCached { .. } => *cached += 1,
+            BuildEvent::StepDone { .. } | BuildEvent::LogLine { .. } => {}
+            BuildEvent::JobFinished {
+                image_id, reused, ..
+            } => {
+                let what = if *reused { "unchanged" } else { "built" };
+                bar.finish_with_message(format!("{what} {} ({cached} cached)", short(image_id)));
+            }
+            BuildEvent::JobFailed {
+                error, log_tail, ..
+            } => {
+                bar.abandon_with_message("FAILED");
+                let _ = multi.println(failure_lines(&job, error, log_tail).trim_end());
+            }
+        }
+    }
+    for (bar, _) in bars.values() {
+        if !bar.is_finished() {
+            bar.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+
+    fn job() -> JobLabel {
+        JobLabel {
+            index: 0,
+            image: "api".into(),
+            platform: Platform::parse("linux/arm64").unwrap(),
+        }
+    }
+
+    #[test]
+    fn plain_lines_are_prefixed_with_the_job() {
+        let started = BuildEvent::StepStarted {
+            job: job(),
+            step: 3,
+            name: "[2/3] COPY app /app".into(),
+        };
+        assert_eq!(
+            plain_lines(&started),
+            "[api linux/arm64] #3 [2/3] COPY app /app\n"
+        );
+        let cached = BuildEvent::StepCached {
+            job: job(),
+            step: 2,
+            name: "[1/3] FROM x".into(),
+        };
+        assert_eq!(
+            plain_lines(&cached),
+            "[api linux/arm64] #2 CACHED [1/3] FROM x\n"
+        );
+        let finished = BuildEvent::JobFinished {
+            job: job(),
+            image_id: "sha256:0123456789abcdef".into(),
+            seconds: 2.04,
+            cached_steps: 1,
+            reused: false,
+        };
+        assert_eq!(
+            plain_lines(&finished),
+            "[api linux/arm64] built 0123456789ab in 2.0s (1 steps cached)\n"
+        );
+    }
+
+    #[test]
+    fn failures_show_the_log_tail_under_the_job() {
+        let failed = BuildEvent::JobFailed {
+            job: job(),
+            error: "step `RUN make` failed with exit code 2\n  | make: error".into(),
+            log_tail: vec!["cc: fatal".into(), "make: error".into()],
+        };
+        assert_eq!(
+            plain_lines(&failed),
+            "[api linux/arm64] FAILED: step `RUN make` failed with exit code 2\n\
+             [api linux/arm64]   | cc: fatal\n\
+             [api linux/arm64]   | make: error\n"
+        );
+    }
+
+    #[test]
+    fn json_events_name_their_kind() {
+        let event = BuildEvent::StepCached {
+            job: job(),
+            step: 1,
+            name: "x".into(),
+        };
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(v["event"], "step-cached");
+        assert_eq!(v["job"]["platform"], "linux/arm64");
+    }
+}

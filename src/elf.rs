@@ -1,0 +1,229 @@
+//! Reading what the kernel reads before it execs a file: the ELF identification, `e_machine`,
+//! `e_flags` (the ARM float ABI), `e_type` and the program headers with `PT_INTERP`.
+//!
+//! Pure: `inspect` works on a bounded prefix of a file (the layer walker keeps the first
+//! [`PREFIX_LEN`] bytes), never panics, and never calls a file it could not fully read
+//! another architecture: a truncated header is `Malformed`, not a guess.
+
+use goblin::container::{Container, Ctx};
+use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
+use goblin::elf::Elf;
+
+use crate::platform::{ElfClass, ElfIdentity, Endian, FloatAbi, EM_ARM};
+
+#[doc(hidden)]
+pub mod fixture;
+#[cfg(test)]
+mod tests;
+
+/// How many leading bytes of a file are kept for `inspect`: program headers and the
+/// `PT_INTERP` string sit in the first page of every linker's output.
+pub const PREFIX_LEN: usize = 64 * 1024;
+
+/// The ELF magic, `\x7fELF`.
+pub const MAGIC: &[u8; 4] = b"\x7fELF";
+
+/// What a file's first bytes say about it as an ELF file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElfReport {
+    /// It does not start with the ELF magic.
+    NotElf,
+    /// A readable ELF header (and program headers, where they lie within the prefix).
+    Elf(ElfInfo),
+    /// It starts with the ELF magic but cannot be read as ELF; the reason says why.
+    Malformed(String),
+}
+
+/// The parts of an ELF file that decide whether and how it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElfInfo {
+    pub identity: ElfIdentity,
+    pub kind: ElfKind,
+    /// The `PT_INTERP` loader path of a dynamically linked program.
+    pub interp: Option<String>,
+    /// `PT_INTERP` exists but lies beyond the bytes given: the loader is not known.
+    pub interp_beyond_prefix: bool,
+}
+
+/// `e_type`: what the file is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElfKind {
+    /// `ET_EXEC`: a position-dependent program.
+    Executable,
+    /// `ET_DYN`: a shared object or a position-independent program.
+    SharedObject,
+    /// `ET_REL`: an object file.
+    Relocatable,
+    /// `ET_CORE`: a core dump.
+    Core,
+    /// Any other `e_type`.
+    Other(u16),
+}
+
+impl ElfKind {
+    /// Whether files of this kind are run or loaded (programs and shared objects).
+    pub fn is_loadable(self) -> bool {
+        matches!(self, ElfKind::Executable | ElfKind::SharedObject)
+    }
+
+    /// A short noun for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ElfKind::Executable => "program",
+            ElfKind::SharedObject => "shared object or PIE program",
+            ElfKind::Relocatable => "object file",
+            ElfKind::Core => "core dump",
+            ElfKind::Other(_) => "ELF file",
+        }
+    }
+}
+
+/// Whether a file's first bytes are the ELF magic.
+pub fn is_elf(prefix: &[u8]) -> bool {
+    prefix.starts_with(MAGIC)
+}
+
+/// Inspects the first bytes of a file that is exactly as long as `prefix`.
+pub fn inspect(prefix: &[u8]) -> ElfReport {
+    inspect_prefix(prefix, prefix.len() as u64)
+}
+
+/// Inspects the first bytes of a file of `file_size` bytes (`prefix` may be shorter than the
+/// file). Structures cut off by the end of the file make the report `Malformed`; structures
+/// cut off only by the end of the prefix are reported as unknown.
+pub fn inspect_prefix(prefix: &[u8], file_size: u64) -> ElfReport {
+    if !is_elf(prefix) {
+        return ElfReport::NotElf;
+    }
+    match read(prefix, file_size) {
+        Ok(info) => ElfReport::Elf(info),
+        Err(reason) => ElfReport::Malformed(reason),
+    }
+}
+
+fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
+    let class = match bytes.get(4) {
+        Some(1) => ElfClass::Elf32,
+        Some(2) => ElfClass::Elf64,
+        Some(c) => return Err(format!("unknown ELF class {c} (expected 1 or 2)")),
+        None => return Err(truncated(bytes.len(), "the ELF identification")),
+    };
+    let endian = match bytes.get(5) {
+        Some(1) => Endian::Little,
+        Some(2) => Endian::Big,
+        Some(d) => return Err(format!("unknown ELF byte order {d} (expected 1 or 2)")),
+        None => return Err(truncated(bytes.len(), "the ELF identification")),
+    };
+    let header_len = match class {
+        ElfClass::Elf32 => 52,
+        ElfClass::Elf64 => 64,
+    };
+    if bytes.len() < header_len {
+        return Err(truncated(bytes.len(), "the ELF header"));
+    }
+    let header = Elf::parse_header(bytes).map_err(|e| format!("unreadable ELF header: {e}"))?;
+    let identity = ElfIdentity {
+        machine: header.e_machine,
+        class,
+        endian,
+        float_abi: float_abi(header.e_machine, header.e_flags),
+    };
+    let kind = match header.e_type {
+        1 => ElfKind::Relocatable,
+        2 => ElfKind::Executable,
+        3 => ElfKind::SharedObject,
+        4 => ElfKind::Core,
+        other => ElfKind::Other(other),
+    };
+    let mut info = ElfInfo {
+        identity,
+        kind,
+        interp: None,
+        interp_beyond_prefix: false,
+    };
+    if header.e_phnum == 0 {
+        return Ok(info);
+    }
+    let ctx = Ctx::new(
+        match class {
+            ElfClass::Elf32 => Container::Little,
+            ElfClass::Elf64 => Container::Big,
+        },
+        match endian {
+            Endian::Little => goblin::container::Endian::Little,
+            Endian::Big => goblin::container::Endian::Big,
+        },
+    );
+    let entry_len = ProgramHeader::size(ctx);
+    if usize::from(header.e_phentsize) != entry_len {
+        return Err(format!(
+            "program header entries are {} bytes, expected {entry_len}",
+            header.e_phentsize
+        ));
+    }
+    let table_end = header
+        .e_phoff
+        .checked_add(u64::from(header.e_phnum) * entry_len as u64)
+        .ok_or("program header table offset overflows")?;
+    if table_end > file_size {
+        return Err(format!(
+            "program header table ends at byte {table_end}, past the end of the {file_size}-byte file"
+        ));
+    }
+    if table_end > bytes.len() as u64 {
+        // Linkers put the table right after the header; a table beyond the prefix is
+        // unusual but not wrong, and the loader is then simply unknown.
+        info.interp_beyond_prefix = true;
+        return Ok(info);
+    }
+    let headers = ProgramHeader::parse(
+        bytes,
+        header.e_phoff as usize,
+        usize::from(header.e_phnum),
+        ctx,
+    )
+    .map_err(|e| format!("unreadable program headers: {e}"))?;
+    if let Some(interp) = headers.iter().find(|h| h.p_type == PT_INTERP) {
+        let end = interp
+            .p_offset
+            .checked_add(interp.p_filesz)
+            .ok_or("PT_INTERP offset overflows")?;
+        if end > file_size {
+            return Err(format!(
+                "PT_INTERP ends at byte {end}, past the end of the {file_size}-byte file"
+            ));
+        }
+        if end > bytes.len() as u64 {
+            info.interp_beyond_prefix = true;
+        } else {
+            let raw = &bytes[interp.p_offset as usize..end as usize];
+            let raw = raw.split(|b| *b == 0).next().unwrap_or_default();
+            if raw.is_empty() {
+                return Err("PT_INTERP is empty".into());
+            }
+            info.interp = Some(String::from_utf8_lossy(raw).into_owned());
+        }
+    }
+    Ok(info)
+}
+
+/// The float ABI an ARM EABI (version 5 and later) file declares in `e_flags`.
+fn float_abi(machine: u16, flags: u32) -> Option<FloatAbi> {
+    const EF_ARM_EABIMASK: u32 = 0xff00_0000;
+    const EF_ARM_ABI_FLOAT_SOFT: u32 = 0x200;
+    const EF_ARM_ABI_FLOAT_HARD: u32 = 0x400;
+    if machine != EM_ARM || (flags & EF_ARM_EABIMASK) >> 24 < 5 {
+        return None;
+    }
+    if flags & EF_ARM_ABI_FLOAT_HARD != 0 {
+        Some(FloatAbi::Hard)
+    } else if flags & EF_ARM_ABI_FLOAT_SOFT != 0 {
+        Some(FloatAbi::Soft)
+    } else {
+        None
+    }
+}
+
+fn truncated(len: usize, what: &str) -> String {
+    format!("truncated: {len} bytes end inside {what}")
+}

@@ -1,0 +1,305 @@
+//! `docker save` tarballs, read as one sequential stream (a file, standard input or the
+//! daemon's export). `docker save` writes `manifest.json` last, so every layer blob is
+//! summarised as it passes, keyed by its path, and images are assembled at the end. Both
+//! layouts are read: the legacy one (`<id>/layer.tar`, `<id>.json`, `manifest.json`) and the
+//! OCI-style one of Docker 25+ (`blobs/sha256/…`, `index.json`, `manifest.json`).
+//!
+//! A regular file is read by position instead ([`read_file`], in `indexed`): the outer tar
+//! is indexed, then the layers are scanned in parallel, each from its own window of the
+//! file, seeking over file contents rather than reading them.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{ImageError, ImageInput};
+use crate::layers::{self, LayerSummary};
+use crate::oci::{self, Document};
+
+mod indexed;
+mod window;
+
+pub use indexed::read_file;
+
+/// JSON documents larger than this are not manifests or configs.
+const MAX_JSON: u64 = 16 << 20;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// What the outer tar held: JSON documents, layer summaries and symlinked (shared) layers.
+#[derive(Default)]
+struct Contents {
+    json: HashMap<String, Vec<u8>>,
+    layers: HashMap<String, Arc<LayerSummary>>,
+    links: HashMap<String, String>,
+}
+
+/// Reads a `docker save` stream; `name` names the archive in messages and unnamed images.
+pub fn read(reader: impl Read, name: &str) -> Result<Vec<ImageInput>, ImageError> {
+    images(walk(reader, name)?, name)
+}
+
+/// The images an archive's contents make, by `manifest.json` or else `index.json`.
+fn images(contents: Contents, name: &str) -> Result<Vec<ImageInput>, ImageError> {
+    if let Some(bytes) = contents.json.get("manifest.json") {
+        let entries: Vec<ManifestEntry> = serde_json::from_slice(bytes).map_err(|e| {
+            ImageError::invalid(
+                name,
+                format!("manifest.json is not a docker save manifest: {e}"),
+            )
+        })?;
+        if entries.is_empty() {
+            return Err(ImageError::invalid(name, "manifest.json lists no images"));
+        }
+        return entries
+            .into_iter()
+            .map(|e| assemble(&contents, name, e))
+            .collect();
+    }
+    if contents.json.contains_key("index.json") {
+        return from_index(&contents, name);
+    }
+    Err(ImageError::invalid(
+        name,
+        "neither manifest.json nor index.json found: this is not a `docker save` archive",
+    ))
+}
+
+fn assemble(
+    contents: &Contents,
+    name: &str,
+    entry: ManifestEntry,
+) -> Result<ImageInput, ImageError> {
+    let config = contents.json.get(&entry.config).ok_or_else(|| {
+        ImageError::invalid(
+            name,
+            format!(
+                "manifest.json names config {}, which is not in the archive",
+                entry.config
+            ),
+        )
+    })?;
+    let diff_ids = crate::check::ImageConfig::parse(config)
+        .map_err(|e| {
+            ImageError::invalid(
+                name,
+                format!("config {} is not an image config: {e}", entry.config),
+            )
+        })?
+        .diff_ids;
+    let mut layers = Vec::new();
+    for (i, path) in entry.layers.iter().enumerate() {
+        let mut summary = layer(contents, name, path)?;
+        if let Some(diff_id) = diff_ids.get(i) {
+            if summary.digest != *diff_id {
+                let mut renamed = (*summary).clone();
+                renamed.digest = diff_id.clone();
+                summary = Arc::new(renamed);
+            }
+        }
+        layers.push(summary);
+    }
+    let image = entry
+        .repo_tags
+        .and_then(|t| t.into_iter().next())
+        .unwrap_or_else(|| format!("{name} ({})", entry.config));
+    Ok(ImageInput {
+        name: image,
+        listed_platform: None,
+        manifest_digest: None,
+        config_digest: Some(oci::sha256(config)),
+        config: config.clone(),
+        layers,
+    })
+}
+
+fn layer(contents: &Contents, name: &str, path: &str) -> Result<Arc<LayerSummary>, ImageError> {
+    let mut path = path.to_string();
+    for _ in 0..8 {
+        if let Some(summary) = contents.layers.get(&path) {
+            return Ok(summary.clone());
+        }
+        match contents.links.get(&path) {
+            Some(target) => path = target.clone(),
+            None => break,
+        }
+    }
+    Err(ImageError::invalid(
+        name,
+        format!("the manifest names layer {path}, which is not a layer in the archive"),
+    ))
+}
+
+/// The OCI-style archive without `manifest.json`: follow `index.json` to image manifests.
+fn from_index(contents: &Contents, name: &str) -> Result<Vec<ImageInput>, ImageError> {
+    let mut out = Vec::new();
+    let mut pending = vec![("index.json".to_string(), None)];
+    while let Some((path, listed)) = pending.pop() {
+        let bytes = contents.json.get(&path).ok_or_else(|| {
+            ImageError::invalid(name, format!("{path} is referenced but not in the archive"))
+        })?;
+        let doc: Document = serde_json::from_slice(bytes)
+            .map_err(|e| ImageError::invalid(name, format!("{path}: {e}")))?;
+        if let Some(children) = &doc.manifests {
+            for d in children.iter().filter(|d| !d.is_attestation()) {
+                pending.push((blob_path(&d.digest), d.platform()));
+            }
+            continue;
+        }
+        let (Some(config), Some(layer_descs)) = (doc.config, doc.layers) else {
+            return Err(ImageError::invalid(
+                name,
+                format!("{path} is neither an index nor an image manifest"),
+            ));
+        };
+        let config_bytes = contents
+            .json
+            .get(&blob_path(&config.digest))
+            .ok_or_else(|| {
+                ImageError::invalid(
+                    name,
+                    format!("config {} is not in the archive", config.digest),
+                )
+            })?;
+        let layers = layer_descs
+            .iter()
+            .map(|l| layer(contents, name, &blob_path(&l.digest)))
+            .collect::<Result<_, _>>()?;
+        out.push(ImageInput {
+            name: name.to_string(),
+            listed_platform: listed,
+            manifest_digest: Some(oci::sha256(bytes)),
+            config_digest: Some(config.digest.clone()),
+            config: config_bytes.clone(),
+            layers,
+        });
+    }
+    out.reverse();
+    Ok(out)
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/{}", digest.replacen(':', "/", 1))
+}
+
+fn walk(reader: impl Read, name: &str) -> Result<Contents, ImageError> {
+    let mut contents = Contents::default();
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(io_err(format!("reading {name}")))?;
+    let mut head = Vec::with_capacity(512);
+    for entry in entries {
+        let mut entry = entry.map_err(io_err(format!("{name} is not a readable tar archive")))?;
+        match contents.classify(&mut entry, &mut head, name)? {
+            Outer::Layer(path) => {
+                let reader = io::Cursor::new(std::mem::take(&mut head)).chain(&mut entry);
+                let summary = layers::scan(reader, &path)?;
+                contents.layers.insert(path, Arc::new(summary));
+            }
+            Outer::Read | Outer::Skip => {}
+        }
+    }
+    Ok(contents)
+}
+
+/// What [`Contents::classify`] made of an entry of the outer tar.
+enum Outer {
+    /// A layer blob, at this path; its first bytes are in `head`, the rest still in the entry.
+    Layer(String),
+    /// A JSON document, now read into `Contents::json`.
+    Read,
+    /// Anything else (folders, links recorded, files of no interest).
+    Skip,
+}
+
+fn io_err(what: String) -> impl FnOnce(io::Error) -> ImageError {
+    move |source| ImageError::Io { what, source }
+}
+
+impl Contents {
+    /// Reads an entry of the outer tar as far as telling what it is: its first 512 bytes go
+    /// to `head` (cleared first); a JSON document is read whole into `self.json`.
+    fn classify<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        head: &mut Vec<u8>,
+        name: &str,
+    ) -> Result<Outer, ImageError> {
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Ok(path) = layers::normalize(&raw) else {
+            return Ok(Outer::Skip);
+        };
+        let path = path.trim_start_matches('/').to_string();
+        if !self.is_file(entry, &path) {
+            return Ok(Outer::Skip);
+        }
+        let size = entry.size();
+        head.clear();
+        entry
+            .take(512)
+            .read_to_end(head)
+            .map_err(io_err(format!("{name}: reading {path}")))?;
+        if looks_like_layer(head, &path) {
+            return Ok(Outer::Layer(path));
+        }
+        if !looks_like_json(head, size) {
+            return Ok(Outer::Skip);
+        }
+        let mut bytes = head.clone();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(io_err(format!("{name}: reading {path}")))?;
+        self.json.insert(path, bytes);
+        Ok(Outer::Read)
+    }
+
+    /// Records a link entry of the outer tar (a layer shared between images) and says
+    /// whether the entry is a regular file, to read further.
+    fn is_file<R: Read>(&mut self, entry: &tar::Entry<'_, R>, path: &str) -> bool {
+        let entry_type = entry.header().entry_type();
+        match entry_type {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let base = if entry_type == tar::EntryType::Symlink {
+                    layers::parent(&format!("/{path}")).to_string()
+                } else {
+                    "/".into()
+                };
+                if let Ok(t) = layers::normalize(&format!("{base}/{target}")) {
+                    self.links
+                        .insert(path.to_string(), t.trim_start_matches('/').to_string());
+                }
+                false
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => true,
+            _ => false,
+        }
+    }
+}
+
+/// Manifests, configs and `index.json` are small JSON documents.
+fn looks_like_json(head: &[u8], size: u64) -> bool {
+    size <= MAX_JSON && head.first().is_some_and(|b| *b == b'{' || *b == b'[')
+}
+
+/// Layers are tar streams (the `ustar` magic at 257, or an empty archive's zero block),
+/// possibly compressed; JSON documents start with `{`.
+fn looks_like_layer(head: &[u8], path: &str) -> bool {
+    let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    let empty_tar = head.len() == 512 && head.iter().all(|b| *b == 0);
+    compressed || tar || empty_tar || (path.ends_with("/layer.tar") && !head.starts_with(b"{"))
+}

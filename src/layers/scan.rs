@@ -1,0 +1,360 @@
+//! One streaming pass over a layer: detect the compression from the first bytes, walk the
+//! tar, and summarise each entry. File contents are read only as far as the ELF prefix or
+//! the `#!` line; the rest is skipped as the stream passes, or, for an uncompressed layer
+//! read from a file (`scan_seekable`), seeked over without being read.
+
+use std::cell::Cell;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::rc::Rc;
+
+use tar::EntryType;
+
+use super::{
+    normalize, parse_shebang, Content, Entry, EntryKind, FileInfo, LayerSummary, UnsafeEntry,
+};
+use crate::elf;
+
+/// Entries declaring more than this many bytes (1 TiB) are refused as absurd.
+pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
+
+/// Linux reads at most this much of a `#!` line (`BINPRM_BUF_SIZE`).
+const SHEBANG_LEN: u64 = 256;
+
+/// How a layer blob is compressed, as its first bytes say (the media type is not trusted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Why a layer could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer {layer} is {what}; expected a tar, gzip or zstd stream")]
+    Unsupported { layer: String, what: String },
+    #[error("layer {layer} is corrupt or truncated at compressed byte {offset}{}: {source}",
+        after.as_ref().map(|a| format!(" (after entry {a})")).unwrap_or_default())]
+    Corrupt {
+        layer: String,
+        offset: u64,
+        after: Option<String>,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer {layer}: entry {name} declares {size} bytes, more than any real file (limit {MAX_ENTRY_SIZE})")]
+    AbsurdSize {
+        layer: String,
+        name: String,
+        size: u64,
+    },
+}
+
+/// Reads a layer blob once and summarises it. `layer` names it in the summary and in errors.
+pub fn scan(reader: impl Read, layer: &str) -> Result<LayerSummary, LayerError> {
+    let offset = Rc::new(Cell::new(0u64));
+    let mut counted = Counting {
+        inner: reader,
+        count: offset.clone(),
+    };
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut counted, &mut magic).map_err(|e| corrupt(layer, &offset, None, e))?;
+    let head = io::Cursor::new(magic[..got].to_vec()).chain(counted);
+    let compression = match &magic[..got] {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        [b'B', b'Z', b'h', ..] => return Err(unsupported(layer, "bzip2-compressed")),
+        [0xfd, b'7', b'z', b'X'] => return Err(unsupported(layer, "xz-compressed")),
+        _ => Compression::None,
+    };
+    let mut summary = LayerSummary {
+        digest: layer.to_string(),
+        compression,
+        ..LayerSummary::default()
+    };
+    let tar_bytes = Rc::new(Cell::new(0u64));
+    let result = match compression {
+        Compression::None => walk(head, &mut summary, &tar_bytes),
+        Compression::Gzip => walk(
+            flate2::read::MultiGzDecoder::new(head),
+            &mut summary,
+            &tar_bytes,
+        ),
+        Compression::Zstd => match zstd::stream::read::Decoder::new(head) {
+            Ok(d) => walk(d, &mut summary, &tar_bytes),
+            Err(e) => Err(WalkError::Io(e, None)),
+        },
+    };
+    summary.tar_bytes = tar_bytes.get();
+    finish(result, summary, &offset)
+}
+
+/// Like [`scan`], for a layer that can seek (a region of a file): an uncompressed tar's file
+/// contents past the ELF prefix or `#!` line are seeked over instead of read. A compressed
+/// layer is streamed as [`scan`] does.
+pub fn scan_seekable<R: Read + Seek>(
+    mut reader: R,
+    layer: &str,
+) -> Result<LayerSummary, LayerError> {
+    let mut magic = [0u8; 4];
+    let at_start = read_up_to(&mut reader, &mut magic).and_then(|got| {
+        reader.seek(SeekFrom::Start(0))?;
+        Ok(got)
+    });
+    let got = at_start.map_err(|e| corrupt(layer, &Rc::new(Cell::new(0)), None, e))?;
+    if is_compressed(&magic[..got]) {
+        return scan(reader, layer);
+    }
+    let mut summary = LayerSummary {
+        digest: layer.to_string(),
+        ..LayerSummary::default()
+    };
+    let tar_bytes = Rc::new(Cell::new(0u64));
+    let counted = Counting {
+        inner: reader,
+        count: tar_bytes.clone(),
+    };
+    let mut archive = tar::Archive::new(counted);
+    let mut last = None;
+    let result = match archive.entries_with_seek() {
+        Ok(entries) => summarise(entries, &mut summary, &mut last),
+        Err(e) => Err(WalkError::Io(e, None)),
+    }
+    .and_then(|()| drain(archive.into_inner(), last));
+    summary.tar_bytes = tar_bytes.get();
+    finish(result, summary, &tar_bytes)
+}
+
+fn is_compressed(magic: &[u8]) -> bool {
+    matches!(
+        magic,
+        [0x1f, 0x8b, ..]
+            | [0x28, 0xb5, 0x2f, 0xfd]
+            | [b'B', b'Z', b'h', ..]
+            | [0xfd, b'7', b'z', b'X']
+    )
+}
+
+fn finish(
+    result: Result<(), WalkError>,
+    summary: LayerSummary,
+    offset: &Rc<Cell<u64>>,
+) -> Result<LayerSummary, LayerError> {
+    let layer = summary.digest.as_str();
+    match result {
+        Ok(()) => Ok(summary),
+        Err(WalkError::Absurd { name, size }) => Err(LayerError::AbsurdSize {
+            layer: layer.to_string(),
+            name,
+            size,
+        }),
+        Err(WalkError::Io(e, after)) => Err(corrupt(layer, offset, after, e)),
+    }
+}
+
+/// A failed walk: a read error after the named entry, or an entry too large to be real.
+enum WalkError {
+    Io(io::Error, Option<String>),
+    Absurd { name: String, size: u64 },
+}
+
+fn walk<R: Read>(
+    reader: R,
+    summary: &mut LayerSummary,
+    tar_bytes: &Rc<Cell<u64>>,
+) -> Result<(), WalkError> {
+    let counted = Counting {
+        inner: reader,
+        count: tar_bytes.clone(),
+    };
+    let mut archive = tar::Archive::new(counted);
+    let mut last: Option<String> = None;
+    let entries = archive.entries().map_err(|e| WalkError::Io(e, None))?;
+    summarise(entries, summary, &mut last)?;
+    drain(archive.into_inner(), last)
+}
+
+/// Summarises every entry into `summary`; `last` is the last entry seen (for errors).
+fn summarise<R: Read>(
+    entries: tar::Entries<'_, R>,
+    summary: &mut LayerSummary,
+    last: &mut Option<String>,
+) -> Result<(), WalkError> {
+    let mut buf = Vec::with_capacity(elf::PREFIX_LEN);
+    {
+        for entry in entries {
+            let mut entry = entry.map_err(|e| WalkError::Io(e, last.clone()))?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let size = entry.size();
+            if size > MAX_ENTRY_SIZE {
+                return Err(WalkError::Absurd { name, size });
+            }
+            let entry_type = entry.header().entry_type();
+            let path = match normalize(&name) {
+                Ok(p) => p,
+                Err(reason) => {
+                    summary.unsafe_entries.push(UnsafeEntry { name, reason });
+                    continue;
+                }
+            };
+            *last = Some(path.clone());
+            if path == "/" {
+                continue;
+            }
+            let kind = match classify(&path) {
+                Some(kind) => kind,
+                None => match entry_type {
+                    EntryType::Regular | EntryType::Continuous => {
+                        let mode = entry
+                            .header()
+                            .mode()
+                            .map_err(|e| WalkError::Io(e, last.clone()))?;
+                        let content = sniff(&mut entry, size, &mut buf)
+                            .map_err(|e| WalkError::Io(e, last.clone()))?;
+                        EntryKind::File(FileInfo {
+                            size,
+                            mode,
+                            content,
+                        })
+                    }
+                    EntryType::Directory => EntryKind::Dir {
+                        mode: entry.header().mode().unwrap_or(0o755),
+                    },
+                    EntryType::Symlink => EntryKind::Symlink {
+                        target: link_name(&entry),
+                    },
+                    EntryType::Link => match normalize(&link_name(&entry)) {
+                        Ok(target) => EntryKind::Hardlink { target },
+                        Err(reason) => {
+                            summary.unsafe_entries.push(UnsafeEntry {
+                                name,
+                                reason: format!("hard link target: {reason}"),
+                            });
+                            continue;
+                        }
+                    },
+                    EntryType::Char => EntryKind::Special("character device".into()),
+                    EntryType::Block => EntryKind::Special("block device".into()),
+                    EntryType::Fifo => EntryKind::Special("FIFO".into()),
+                    other => EntryKind::Special(format!("tar type {:?}", other.as_byte() as char)),
+                },
+            };
+            let path = match kind {
+                EntryKind::Whiteout => whited_out(&path),
+                EntryKind::OpaqueDir => super::parent(&path).to_string(),
+                _ => path,
+            };
+            summary.entries.push(Entry { path, kind });
+        }
+    }
+    Ok(())
+}
+
+/// Reads whatever follows the end-of-archive blocks so that a compressed stream's trailer
+/// (gzip CRC and length, zstd checksum) is verified and a cut-off stream is noticed.
+fn drain(mut rest: impl Read, last: Option<String>) -> Result<(), WalkError> {
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| WalkError::Io(e, last))?;
+    Ok(())
+}
+
+/// Whiteout markers by name: `.wh..wh..opq` and `.wh.NAME`.
+fn classify(path: &str) -> Option<EntryKind> {
+    let name = super::file_name(path);
+    if name == ".wh..wh..opq" {
+        Some(EntryKind::OpaqueDir)
+    } else if name.starts_with(".wh..wh.") {
+        // aufs bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not part of the filesystem.
+        Some(EntryKind::Special("aufs metadata".into()))
+    } else if name.starts_with(".wh.") {
+        Some(EntryKind::Whiteout)
+    } else {
+        None
+    }
+}
+
+fn whited_out(path: &str) -> String {
+    let name = super::file_name(path).trim_start_matches(".wh.");
+    super::join(super::parent(path), name)
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> String {
+    entry
+        .link_name_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads as much of a regular file as the ELF reader or the `#!` parser needs.
+fn sniff(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Content> {
+    buf.clear();
+    entry.take(4.min(size)).read_to_end(buf)?;
+    if elf::is_elf(buf) {
+        let want = (elf::PREFIX_LEN as u64).min(size) - buf.len() as u64;
+        entry.take(want).read_to_end(buf)?;
+        return Ok(Content::Elf(elf::inspect_prefix(buf, size)));
+    }
+    if buf.starts_with(b"#!") {
+        let want = SHEBANG_LEN.min(size) - buf.len() as u64;
+        entry.take(want).read_to_end(buf)?;
+        return Ok(parse_shebang(buf).map_or(Content::Other, Content::Script));
+    }
+    Ok(Content::Other)
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn unsupported(layer: &str, what: &str) -> LayerError {
+    LayerError::Unsupported {
+        layer: layer.to_string(),
+        what: what.to_string(),
+    }
+}
+
+fn corrupt(
+    layer: &str,
+    offset: &Rc<Cell<u64>>,
+    after: Option<String>,
+    source: io::Error,
+) -> LayerError {
+    LayerError::Corrupt {
+        layer: layer.to_string(),
+        offset: offset.get(),
+        after,
+        source,
+    }
+}
+
+/// Counts the bytes read through it, for "where" in error messages.
+struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Seeking sets the count to the position: where in the tar the walk is.
+impl<R: Seek> Seek for Counting<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let at = self.inner.seek(pos)?;
+        self.count.set(at);
+        Ok(at)
+    }
+}

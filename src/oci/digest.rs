@@ -1,0 +1,126 @@
+//! Content digests (`algorithm:hex`): computing them, of bytes or of a stream as it passes
+//! (a reader or writer that hashes), and telling whether one can name a file. Pure.
+
+use std::io::{Read, Write};
+
+use sha2::{Digest as _, Sha256, Sha512};
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The digest of `bytes` in the algorithm `expected` names (`sha256` or `sha512`), to compare
+/// with it; `None` for an algorithm archbuild does not compute.
+pub fn digest_like(expected: &str, bytes: &[u8]) -> Option<String> {
+    match expected.split_once(':')?.0 {
+        "sha256" => Some(sha256(bytes)),
+        "sha512" => Some(format!("sha512:{}", hex::encode(Sha512::digest(bytes)))),
+        _ => None,
+    }
+}
+
+/// Whether a digest is well formed, `algorithm:hex` with letters and digits only, so that it
+/// can name a file (`blobs/<algorithm>/<hex>`) without leaving the folder.
+pub fn is_well_formed(digest: &str) -> bool {
+    digest.split_once(':').is_some_and(|(a, h)| {
+        !a.is_empty()
+            && !h.is_empty()
+            && a.chars().all(|c| c.is_ascii_alphanumeric())
+            && h.chars().all(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+/// A writer that hashes (SHA-256) and counts what passes through.
+pub struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The inner writer, `sha256:<hex>` and the byte count.
+    pub fn finish(self) -> (W, String, u64) {
+        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        (self.inner, digest, self.written)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes (SHA-256) what is read through it.
+pub struct HashingReader<R: Read> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// `sha256:<hex>` of what was read.
+    pub fn finish(self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_in_the_named_algorithm() {
+        let d = sha256(b"abc");
+        assert_eq!(
+            d,
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(digest_like(&d, b"abc").as_deref(), Some(d.as_str()));
+        assert!(digest_like("sha512:00", b"abc")
+            .unwrap()
+            .starts_with("sha512:ddaf35a1"));
+        assert_eq!(digest_like("md5:00", b"abc"), None);
+        assert!(is_well_formed(&d));
+        assert!(!is_well_formed("sha256:../../etc/passwd") && !is_well_formed("sha256:"));
+
+        let mut reader = HashingReader::new(&b"abc"[..]);
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        assert_eq!(reader.finish(), d);
+        let mut writer = HashingWriter::new(Vec::new());
+        writer.write_all(b"abc").unwrap();
+        assert_eq!(writer.finish(), (b"abc".to_vec(), d, 3));
+    }
+}

@@ -1,0 +1,328 @@
+//! What `archbuild build` does with the images once BuildKit has made them: check each
+//! platform image in its builder's daemon, publish one index per image (OCI layout or push),
+//! read the result back as a release gate would, and describe it all in the build report.
+//!
+//! Each stage is a function the command line calls in turn; the report is assembled by one
+//! pure function from what the stages returned.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::build::BuiltImage;
+use crate::check::{self, CheckOptions, CheckReport};
+use crate::config::{Image, Project};
+use crate::finding::{Finding, FindingKind};
+use crate::oci::Layout;
+use crate::platform::Platform;
+use crate::publish::{self, DaemonMap, PublishImage, PublishOptions, Published, Target};
+use crate::registry::{RegistryOptions, RegistryStore};
+use crate::report::{ImageReport, Report, Timing, REPORT_VERSION};
+use crate::verify::{self, VerifyOptions, VerifyReport};
+
+/// Why a stage after the build could not run (as opposed to findings about the images).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("builder {url} for {platform}: {detail}")]
+    Daemon {
+        url: String,
+        platform: Platform,
+        detail: String,
+    },
+    #[error("image {image}: check.ignore has a bad glob: {detail}")]
+    Glob { image: String, detail: String },
+    #[error("checking {image} {platform}: {source}")]
+    Check {
+        image: String,
+        platform: Platform,
+        #[source]
+        source: Box<check::CheckError>,
+    },
+    #[error("publishing: {0}")]
+    Publish(#[from] publish::PublishError),
+    #[error("reading back {reference}: {source}")]
+    Verify {
+        reference: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
+}
+
+/// Connects to every builder the jobs used, once per endpoint.
+pub async fn daemons(built: &[BuiltImage]) -> Result<DaemonMap, PipelineError> {
+    let mut by_url: BTreeMap<String, bollard::Docker> = BTreeMap::new();
+    let mut by_platform = BTreeMap::new();
+    for job in built {
+        if !by_url.contains_key(&job.endpoint_url) {
+            let docker = crate::build::connect(&job.endpoint_url)
+                .await
+                .map_err(|e| PipelineError::Daemon {
+                    url: job.endpoint_url.clone(),
+                    platform: job.platform.clone(),
+                    detail: e.to_string(),
+                })?;
+            by_url.insert(job.endpoint_url.clone(), docker);
+        }
+        by_platform.insert(job.platform.clone(), by_url[&job.endpoint_url].clone());
+    }
+    let default = match by_url.values().next() {
+        Some(d) => d.clone(),
+        None => crate::build::connect(crate::endpoint::DEFAULT_SOCKET)
+            .await
+            .map_err(|e| PipelineError::Daemon {
+                url: crate::endpoint::DEFAULT_SOCKET.into(),
+                platform: Platform::parse("linux/amd64").expect("known platform"),
+                detail: e.to_string(),
+            })?,
+    };
+    Ok(DaemonMap {
+        default,
+        by_platform,
+    })
+}
+
+/// The content check of every built image, in its builder's daemon, two at a time.
+pub async fn check_built(
+    project: &Project,
+    daemons: &DaemonMap,
+    built: &[BuiltImage],
+) -> Result<Vec<CheckReport>, PipelineError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let jobs = built.iter().map(|job| async move {
+        let image = &project.images[&job.image];
+        let opts = check_options(image)?;
+        let docker = publish::Daemons::for_platform(daemons, &job.platform);
+        let name = format!("{}:{}", image.reference_base(), image.tags[0]);
+        let cache_dir = project.dir.join(".archbuild/cache");
+        let key = check::cache::Key {
+            image_id: &job.image_id,
+            platform: &job.platform,
+            name: &name,
+            ignore: &image.check.ignore,
+            binaries: &image.check.binaries,
+        };
+        if let Some(report) = check::cache::load(&cache_dir, &key) {
+            return Ok(report);
+        }
+        let report = check::check_daemon_image(docker, &job.image_id, &job.platform, &opts, &name)
+            .await
+            .map_err(|source| PipelineError::Check {
+                image: job.image.clone(),
+                platform: job.platform.clone(),
+                source: Box::new(source),
+            })?;
+        check::cache::store(&cache_dir, &key, &report);
+        Ok(report)
+    });
+    futures_util::stream::iter(jobs)
+        .buffered(2)
+        .try_collect()
+        .await
+}
+
+/// The `check` table of an image as check options.
+pub fn check_options(image: &Image) -> Result<CheckOptions, PipelineError> {
+    CheckOptions::new(&image.check.ignore, &image.check.binaries).map_err(|e| PipelineError::Glob {
+        image: image.name.clone(),
+        detail: e.to_string(),
+    })
+}
+
+/// What to publish: per image, its platform images in the project's platform order.
+pub fn publish_images(project: &Project, built: &[BuiltImage]) -> Vec<PublishImage> {
+    let mut images: Vec<PublishImage> = Vec::new();
+    for job in built {
+        let spec = &project.images[&job.image];
+        let child = (job.platform.clone(), job.image_id.clone());
+        match images.iter_mut().find(|i| i.name == job.image) {
+            Some(image) => image.children.push(child),
+            None => images.push(PublishImage {
+                name: job.image.clone(),
+                repository: spec.repository.clone(),
+                tags: spec.tags.clone(),
+                children: vec![child],
+            }),
+        }
+    }
+    images
+}
+
+/// Publishes every image to `target`.
+pub async fn publish_all(
+    daemons: &DaemonMap,
+    images: &[PublishImage],
+    target: &Target,
+    opts: &PublishOptions,
+) -> Result<Vec<Published>, PipelineError> {
+    Ok(publish::publish(daemons, images, target, opts).await?)
+}
+
+/// Reads every published image back from where it went, fresh, and verifies it against the
+/// platforms the project requires; every other tag must name the same index.
+pub async fn verify_published(
+    project: &Project,
+    published: &[Published],
+    target: &Target,
+) -> Result<Vec<VerifyReport>, PipelineError> {
+    let mut reports = Vec::new();
+    for p in published {
+        let spec = &project.images[&p.image];
+        let report = match target {
+            Target::Layout(dir) => {
+                let layout = Layout::open(dir).map_err(|source| PipelineError::Verify {
+                    reference: format!("oci:{}", dir.display()),
+                    source,
+                })?;
+                verify_tags(&layout, spec, |tag| format!("{}:{tag}", spec.name)).await?
+            }
+            Target::Push(registry) => {
+                let repository = spec.repository.clone().unwrap_or_default();
+                let reference = crate::source::parse_registry(&repository).map_err(|e| {
+                    PipelineError::Verify {
+                        reference: repository.clone(),
+                        source: crate::store::StoreError::Other {
+                            store: repository.clone(),
+                            detail: e.to_string(),
+                        },
+                    }
+                })?;
+                let store = RegistryStore::new(&reference, registry);
+                verify_tags(&store, spec, str::to_string).await?
+            }
+        };
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+async fn verify_tags<S: crate::store::Store>(
+    store: &S,
+    spec: &Image,
+    name_of: impl Fn(&str) -> String,
+) -> Result<VerifyReport, PipelineError> {
+    let first = name_of(&spec.tags[0]);
+    let err = |reference: String| {
+        move |source| PipelineError::Verify {
+            reference: format!("{}:{reference}", store.describe()),
+            source,
+        }
+    };
+    let mut report = verify::verify(store, &first, &spec.platforms, &VerifyOptions::default())
+        .await
+        .map_err(err(first.clone()))?;
+    for tag in &spec.tags[1..] {
+        let name = name_of(tag);
+        let other = store.manifest(&name).await.map_err(err(name.clone()))?;
+        if other.digest != report.digest {
+            report.findings.push(
+                Finding::error(
+                    FindingKind::BrokenReference,
+                    format!(
+                        "tag {name} points to {} while {first} points to {}: the tags of one build disagree",
+                        other.digest, report.digest
+                    ),
+                )
+                .with_image(format!("{}:{name}", store.describe())),
+            );
+        }
+    }
+    Ok(report)
+}
+
+/// Everything the stages produced, for the report.
+#[derive(Default)]
+pub struct Outcomes<'a> {
+    pub built: &'a [BuiltImage],
+    pub checks: &'a [CheckReport],
+    pub published: &'a [Published],
+    pub verified: &'a [VerifyReport],
+    /// Findings that belong to no image (pre-flight, emulation).
+    pub general: Vec<Finding>,
+    pub pushed: bool,
+    pub timings: Vec<Timing>,
+}
+
+/// The build report: per image, what was required, built, published and verified, and the
+/// findings of each stage. Pure.
+pub fn report(project: &Project, outcomes: &Outcomes<'_>, created: String) -> Report {
+    let mut images = Vec::new();
+    for (name, spec) in &project.images {
+        let built: Vec<&BuiltImage> = outcomes.built.iter().filter(|b| &b.image == name).collect();
+        if built.is_empty() {
+            continue;
+        }
+        let published = outcomes.published.iter().find(|p| &p.image == name);
+        let position = outcomes.published.iter().position(|p| &p.image == name);
+        let verified = position.and_then(|i| outcomes.verified.get(i));
+        // `check_built` returns one report per built job, in the jobs' order.
+        let mut findings: Vec<Finding> = outcomes
+            .built
+            .iter()
+            .zip(outcomes.checks)
+            .filter(|(b, _)| &b.image == name)
+            .flat_map(|(_, c)| c.findings.iter().cloned())
+            .collect();
+        if let Some(v) = verified {
+            findings.extend(v.findings.iter().cloned());
+        }
+        images.push(ImageReport {
+            name: name.clone(),
+            repository: spec
+                .repository
+                .clone()
+                .unwrap_or_else(|| spec.reference_base().to_string()),
+            tags: spec.tags.clone(),
+            required_platforms: spec.platforms.clone(),
+            built_platforms: built.iter().map(|b| b.platform.clone()).collect(),
+            index_digest: published.map(|p| p.index_digest.clone()),
+            manifests: published
+                .map(|p| {
+                    p.children
+                        .iter()
+                        .map(|c| (c.platform.clone(), c.digest.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            pushed: outcomes.pushed && published.is_some(),
+            output: published.map(|p| p.location.clone()).unwrap_or_default(),
+            verified: verified.is_some_and(|v| !v.findings.iter().any(Finding::is_error)),
+            findings,
+        });
+    }
+    Report {
+        version: REPORT_VERSION,
+        created,
+        images,
+        findings: outcomes.general.clone(),
+        timings: outcomes.timings.clone(),
+    }
+}
+
+/// Times a stage into `timings`.
+pub struct Stopwatch {
+    started: Instant,
+}
+
+impl Stopwatch {
+    pub fn start() -> Stopwatch {
+        Stopwatch {
+            started: Instant::now(),
+        }
+    }
+
+    pub fn stop(self, step: impl Into<String>, timings: &mut Vec<Timing>) {
+        timings.push(Timing {
+            step: step.into(),
+            seconds: (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        });
+    }
+}
+
+/// The registry options of a project plus `--insecure-registry` flags.
+pub fn registry_options(project: &Project, extra_insecure: &[String]) -> RegistryOptions {
+    let mut insecure = project.insecure_registries.clone();
+    insecure.extend(extra_insecure.iter().cloned());
+    RegistryOptions {
+        insecure_registries: insecure,
+        docker_config: None,
+    }
+}

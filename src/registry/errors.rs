@@ -1,0 +1,102 @@
+//! Turning oci-client's errors into [`StoreError`]s a person can act on: which registry could
+//! not be reached, which credential source was refused, what was not found. Messages carry
+//! URLs and the registry's own error codes, never credentials.
+
+use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+
+use crate::store::StoreError;
+
+/// Maps an oci-client error about `what` (e.g. `manifest 1.0`) in `store` to a [`StoreError`];
+/// `tried` names the credential source (see [`super::Credentials::source`]).
+pub fn map(e: E, store: &str, what: &str, tried: &str) -> StoreError {
+    let store = store.to_string();
+    let unauthorized = |detail: String| StoreError::Unauthorized {
+        store: store.clone(),
+        detail,
+        tried: tried.to_string(),
+    };
+    let not_found = |what: String| StoreError::NotFound {
+        what,
+        store: store.clone(),
+    };
+    match e {
+        E::RequestError(err) if err.is_connect() || err.is_timeout() || err.is_request() => {
+            StoreError::Unreachable {
+                store: store.clone(),
+                detail: chain(&err),
+            }
+        }
+        E::UnauthorizedError { .. } => unauthorized("401 Unauthorized".into()),
+        E::AuthenticationFailure(reason) => {
+            unauthorized(format!("token request refused: {}", first_line(&reason)))
+        }
+        E::RegistryError { envelope, .. } => {
+            let first = envelope.errors.first();
+            let message = first.map(|e| e.message.clone()).unwrap_or_default();
+            match first.map(|e| &e.code) {
+                Some(OciErrorCode::Unauthorized) => {
+                    unauthorized(format!("UNAUTHORIZED: {message}"))
+                }
+                Some(OciErrorCode::Denied) => unauthorized(format!("DENIED: {message}")),
+                Some(OciErrorCode::NameUnknown) => not_found("repository".into()),
+                Some(OciErrorCode::ManifestUnknown | OciErrorCode::NotFound) => {
+                    not_found(what.into())
+                }
+                Some(OciErrorCode::BlobUnknown) => not_found(what.into()),
+                _ => StoreError::Other {
+                    store: store.clone(),
+                    detail: format!("{what}: {}", envelope),
+                },
+            }
+        }
+        E::ServerError { code, message, .. } => match code {
+            401 => unauthorized("401 Unauthorized".into()),
+            403 => unauthorized("403 Forbidden".into()),
+            404 => not_found(what.into()),
+            _ => StoreError::Other {
+                store: store.clone(),
+                detail: format!("{what}: HTTP {code}: {}", first_line(&message)),
+            },
+        },
+        E::DigestError(oci_client::errors::DigestError::VerificationError { expected, actual }) => {
+            StoreError::DigestMismatch {
+                what: what.into(),
+                store: store.clone(),
+                expected,
+                actual,
+            }
+        }
+        other => StoreError::Other {
+            store: store.clone(),
+            detail: format!("{what}: {other}"),
+        },
+    }
+}
+
+/// Whether an error is worth retrying: a dropped connection or a 5xx.
+pub fn is_transient(e: &E) -> bool {
+    match e {
+        E::RequestError(err) => {
+            err.is_connect() || err.is_timeout() || err.is_request() || err.is_body()
+        }
+        E::ServerError { code, .. } => *code >= 500 || *code == 429,
+        E::IoError(_) => true,
+        _ => false,
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    line.chars().take(200).collect()
+}

@@ -1,0 +1,316 @@
+//! A registry repository as a [`Store`]: manifests fetched fresh with their exact bytes (the
+//! digest is recomputed and checked), blobs streamed and verified, over oci-client. Transport
+//! (plain HTTP only for loopback registries and `--insecure-registry` hosts) and credentials
+//! (the Docker client configuration) are decided here; errors name the registry and the
+//! credential source tried, never a secret.
+
+pub mod credentials;
+pub mod errors;
+
+use std::path::PathBuf;
+
+use futures_util::TryStreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciDescriptor;
+use oci_client::{Client, Reference};
+
+use crate::oci::{digest, media_types};
+use crate::source::is_loopback_registry;
+use crate::store::{BlobReader, RawManifest, Store, StoreError};
+
+pub use credentials::Credentials;
+
+/// How to reach registries: which may be spoken to over plain HTTP, and where the Docker
+/// client configuration lives.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// Hosts (`host[:port]`) allowed over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// The folder holding `config.json`; `None` means `$DOCKER_CONFIG` or `~/.docker`.
+    pub docker_config: Option<PathBuf>,
+}
+
+impl RegistryOptions {
+    /// Whether `registry` is spoken to over plain HTTP.
+    pub fn is_plain_http(&self, registry: &str) -> bool {
+        is_loopback_registry(registry) || self.insecure_registries.iter().any(|h| h == registry)
+    }
+}
+
+/// The tag or digest a reference names in its repository (`latest` when it names neither):
+/// what to ask its [`RegistryStore`] for.
+pub fn tag_or_digest(reference: &Reference) -> &str {
+    reference.digest().or(reference.tag()).unwrap_or("latest")
+}
+
+/// A reference's repository (tagged `latest`, the tag a store ignores).
+fn repository_of(reference: &Reference) -> Reference {
+    Reference::with_tag(
+        reference.registry().to_string(),
+        reference.repository().to_string(),
+        "latest".to_string(),
+    )
+}
+
+/// One repository of a registry, read (and, for `publish::push`, written) through oci-client.
+#[derive(Clone)]
+pub struct RegistryStore {
+    client: Client,
+    reference: Reference,
+    credentials: Credentials,
+}
+
+impl RegistryStore {
+    /// A store for the repository of `reference` (its tag or digest is ignored).
+    pub fn new(reference: &Reference, opts: &RegistryOptions) -> RegistryStore {
+        let registry = reference.resolve_registry().to_string();
+        let protocol = if opts.is_plain_http(&registry) {
+            ClientProtocol::HttpsExcept(vec![registry.clone()])
+        } else {
+            ClientProtocol::Https
+        };
+        let config = ClientConfig {
+            protocol,
+            // Blobs are streamed from temp files with a known size: one PUT each.
+            use_monolithic_push: true,
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            user_agent: concat!("archbuild/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let config_dir = opts
+            .docker_config
+            .clone()
+            .or_else(credentials::docker_config_dir);
+        let credentials = credentials::lookup(&registry, config_dir.as_deref());
+        RegistryStore {
+            client: Client::new(config),
+            reference: repository_of(reference),
+            credentials,
+        }
+    }
+
+    /// A store for another repository, sharing this one's client (connection pool and
+    /// tokens) when it is on the same registry; a fresh store otherwise. Audits that read
+    /// many repositories of one registry use it to avoid a new client per image.
+    pub fn with_repository(&self, reference: &Reference, opts: &RegistryOptions) -> RegistryStore {
+        if reference.resolve_registry() != self.reference.resolve_registry() {
+            return RegistryStore::new(reference, opts);
+        }
+        RegistryStore {
+            client: self.client.clone(),
+            reference: repository_of(reference),
+            credentials: self.credentials.clone(),
+        }
+    }
+
+    /// The oci-client client, authenticated lazily with [`RegistryStore::credentials`].
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The credentials used and where they came from.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// `registry/repository`.
+    pub fn repository(&self) -> String {
+        format!(
+            "{}/{}",
+            self.reference.registry(),
+            self.reference.repository()
+        )
+    }
+
+    /// A reference into this repository by tag (or `sha256:` digest).
+    pub fn reference_to(&self, tag_or_digest: &str) -> Reference {
+        let (registry, repository) = (
+            self.reference.registry().to_string(),
+            self.reference.repository().to_string(),
+        );
+        if tag_or_digest.contains(':') {
+            Reference::with_digest(registry, repository, tag_or_digest.to_string())
+        } else {
+            Reference::with_tag(registry, repository, tag_or_digest.to_string())
+        }
+    }
+
+    /// Maps an oci-client error about `what` to a [`StoreError`].
+    pub fn error(&self, what: &str, e: oci_client::errors::OciDistributionError) -> StoreError {
+        errors::map(e, &self.describe(), what, &self.credentials.source)
+    }
+
+    /// Makes sure oci-client knows which credentials to send to this registry.
+    pub async fn ensure_auth(&self) {
+        self.client
+            .store_auth_if_needed(self.reference.resolve_registry(), &self.credentials.auth)
+            .await;
+    }
+}
+
+fn descriptor(digest: &str) -> OciDescriptor {
+    OciDescriptor {
+        digest: digest.to_string(),
+        ..Default::default()
+    }
+}
+
+impl Store for RegistryStore {
+    async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
+        let target = self.reference_to(reference);
+        let what = format!("manifest {reference}");
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(
+                &target,
+                &self.credentials.auth,
+                media_types::ACCEPTED_MANIFESTS,
+            )
+            .await
+            .map_err(|e| self.error(&what, e))?;
+        let digest = digest::sha256(&bytes);
+        if reference.starts_with("sha256:") && digest != reference {
+            return Err(StoreError::DigestMismatch {
+                what,
+                store: self.describe(),
+                expected: reference.to_string(),
+                actual: digest,
+            });
+        }
+        let media_type = media_types::detect(&bytes).ok_or_else(|| StoreError::Other {
+            store: self.describe(),
+            detail: format!("{what} is not a JSON manifest"),
+        })?;
+        Ok(RawManifest {
+            bytes: bytes.to_vec(),
+            media_type,
+            digest,
+        })
+    }
+
+    async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
+        self.ensure_auth().await;
+        // oci-client's HEAD reports only existence; the size comes from a GET's headers and
+        // the body is dropped unread.
+        match self
+            .client
+            .pull_blob_stream(&self.reference, &descriptor(digest))
+            .await
+        {
+            Ok(stream) => Ok(stream.content_length),
+            Err(e) => match self.error(&format!("blob {digest}"), e) {
+                StoreError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
+        self.ensure_auth().await;
+        let stream = self
+            .client
+            .pull_blob_stream(&self.reference, &descriptor(digest))
+            .await
+            .map_err(|e| self.error(&format!("blob {digest}"), e))?;
+        let reader =
+            tokio_util::io::StreamReader::new(stream.stream.map_err(std::io::Error::other));
+        Ok(Box::pin(reader))
+    }
+
+    fn describe(&self) -> String {
+        self.repository()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A registry stand-in on loopback that refuses every request with 401 (Basic).
+    async fn refusing_registry() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let reply = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n";
+                        if sock.write_all(reply.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn options_with_secret(registry: &str) -> (RegistryOptions, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        // base64("builder:hunter2-SECRET")
+        let config = format!(
+            r#"{{"auths":{{"{registry}":{{"auth":"YnVpbGRlcjpodW50ZXIyLVNFQ1JFVA=="}}}}}}"#
+        );
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        let opts = RegistryOptions {
+            docker_config: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        (opts, dir)
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_are_named_but_never_shown() {
+        let addr = refusing_registry().await;
+        let (opts, _dir) = options_with_secret(&addr);
+        let reference: Reference = format!("{addr}/team/api:1.0").parse().unwrap();
+        let store = RegistryStore::new(&reference, &opts);
+        let err = store.manifest("1.0").await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(matches!(err, StoreError::Unauthorized { .. }), "{text}");
+        assert!(text.contains(&format!("auths entry for {addr}")), "{text}");
+        assert!(!text.contains("hunter2"), "secret leaked: {text}");
+        assert!(
+            !text.contains("YnVpbGRlcjpodW50ZXIy"),
+            "secret leaked: {text}"
+        );
+        assert!(!format!("{:?}", store.credentials()).contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_registry_is_named() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let (opts, _dir) = options_with_secret(&addr);
+        let reference: Reference = format!("{addr}/team/api:1.0").parse().unwrap();
+        let err = RegistryStore::new(&reference, &opts)
+            .manifest("1.0")
+            .await
+            .unwrap_err();
+        let text = format!("{err}");
+        assert!(matches!(err, StoreError::Unreachable { .. }), "{text}");
+        assert!(text.contains(&addr), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_named_hosts() {
+        let opts = RegistryOptions {
+            insecure_registries: vec!["reg.lan:5000".into()],
+            ..Default::default()
+        };
+        assert!(opts.is_plain_http("127.0.0.1:5000"));
+        assert!(opts.is_plain_http("reg.lan:5000"));
+        assert!(!opts.is_plain_http("reg.lan"));
+        assert!(!opts.is_plain_http("ghcr.io"));
+    }
+}

@@ -1,0 +1,335 @@
+//! The test harness shared by the integration suites: a real Docker daemon, a real registry
+//! process (Debian's `docker-registry`, the CNCF distribution registry) on a free loopback
+//! port, throwaway project folders that run the real `archbuild` binary, and small real ELF
+//! programs cross-compiled for several architectures.
+//!
+//! Prerequisites are skipped with a message on a developer machine that lacks them, and fail
+//! the run when `CI` is set: a green CI always means the end-to-end suite ran.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Whether this run is CI's (a missing prerequisite then fails instead of skipping).
+pub fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Passes `value` through; when it is `None`, skips (prints why) or, under CI, panics.
+pub fn require<T>(what: &str, value: Option<T>) -> Option<T> {
+    if value.is_none() {
+        if ci() {
+            panic!("prerequisite missing under CI: {what}");
+        }
+        eprintln!("skipping: {what} is not available on this machine");
+    }
+    value
+}
+
+/// A connection to the local Docker daemon, version-negotiated and pinged.
+pub async fn docker() -> Option<bollard::Docker> {
+    let connected = async {
+        let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+        let docker = docker.negotiate_version().await.ok()?;
+        docker.ping().await.ok()?;
+        Some(docker)
+    }
+    .await;
+    require("a reachable Docker daemon", connected)
+}
+
+/// A unique, lower-case name for repositories, tags and temp images.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A real registry process on 127.0.0.1, with its storage in a temp folder; killed on drop.
+pub struct Registry {
+    /// `127.0.0.1:PORT`, the host part of references pushed to it.
+    pub addr: String,
+    storage: tempfile::TempDir,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Registry {
+    /// Starts `docker-registry serve` and waits until `/v2/` answers.
+    pub fn start() -> Option<Registry> {
+        let binary = which("docker-registry");
+        require(
+            "the docker-registry program (Debian package docker-registry)",
+            binary,
+        )?;
+        let storage = tempfile::tempdir().expect("registry storage dir");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let config = storage.path().join("config.yml");
+        let root = storage.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                root.display()
+            ),
+        )
+        .expect("registry config");
+        let mut registry = Registry {
+            addr,
+            storage,
+            config,
+            child: None,
+        };
+        registry.restart();
+        Some(registry)
+    }
+
+    /// Stops the process (storage is kept), as a registry outage mid-push would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and storage, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::File::create(self.storage.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http_get(&self.addr, "/v2/").is_some_and(|s| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("registry on {} did not start: {}", self.addr, self.log());
+    }
+
+    /// What the registry logged (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.storage.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Where the registry keeps its data (blobs and repositories), for white-box assertions.
+    pub fn storage(&self) -> PathBuf {
+        self.storage.path().join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback returning the status code.
+pub fn http_get(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Finds a program on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A throwaway project folder in which the real `archbuild` binary runs.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Project::new()
+    }
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("archbuild-test-")
+                .tempdir()
+                .expect("temp project dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating folders), relative to the project.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Writes an executable file (mode 0755).
+    pub fn write_exec(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write(rel, contents);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// Runs `archbuild ARGS` in the project folder.
+    pub fn archbuild(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run archbuild")
+    }
+
+    /// The `archbuild ARGS` command, for tests that need to set more (env, stdin, signals).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_archbuild"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("DOCKER_CONFIG", self.dir.path().join(".docker-config"))
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// Standard output and error of a run, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The C compiler that targets `platform`, and whether it is Debian's cross gcc.
+fn compiler_for(platform: &str) -> Option<&'static str> {
+    Some(match platform {
+        "linux/amd64" => {
+            if which("musl-gcc").is_some() {
+                "musl-gcc"
+            } else {
+                "gcc"
+            }
+        }
+        "linux/arm64" => "aarch64-linux-gnu-gcc",
+        "linux/arm/v7" => "arm-linux-gnueabihf-gcc",
+        "linux/386" => "i686-linux-gnu-gcc",
+        "linux/riscv64" => "riscv64-linux-gnu-gcc",
+        "linux/s390x" => "s390x-linux-gnu-gcc",
+        "linux/ppc64le" => "powerpc64le-linux-gnu-gcc",
+        _ => return None,
+    })
+}
+
+/// A real static ELF program for `platform` that prints `message` and exits 0.
+/// Cross-compiled once per (platform, message) and cached under the cargo target folder.
+pub fn static_program(platform: &str, message: &str) -> Vec<u8> {
+    program(platform, message, true)
+}
+
+/// A real dynamically linked ELF program for `platform` (its `PT_INTERP` names the loader,
+/// which a `FROM scratch` image does not have).
+pub fn dynamic_program(platform: &str, message: &str) -> Vec<u8> {
+    program(platform, message, false)
+}
+
+fn program(platform: &str, message: &str, static_link: bool) -> Vec<u8> {
+    let escaped: String = message
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect();
+    let source = format!(
+        "#include <unistd.h>\n#include <string.h>\nint main(void) {{ const char *m = \"{escaped}\\n\"; write(1, m, strlen(m)); return 0; }}\n"
+    );
+    compile_c(platform, &source, static_link)
+}
+
+/// Compiles a C program for `platform` (static or dynamically linked), cached by content.
+pub fn compile_c(platform: &str, source: &str, static_link: bool) -> Vec<u8> {
+    let cc = compiler_for(platform).unwrap_or_else(|| panic!("no compiler known for {platform}"));
+    let cc = if static_link || cc != "musl-gcc" {
+        cc
+    } else {
+        "gcc"
+    };
+    if require(&format!("the cross compiler {cc}"), which(cc)).is_none() {
+        panic!("cannot build test programs without {cc}");
+    }
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (platform, &source, static_link).hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("programs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{}-{key}", platform.replace('/', "-")));
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let src = dir.join(format!("{key}.{}.c", unique("src")));
+    std::fs::write(&src, source).unwrap();
+    // Unique per call: tests in one process may build the same program at the same time.
+    let tmp = dir.join(format!("{key}.{}.tmp", unique("cc")));
+    let mut cmd = Command::new(cc);
+    cmd.arg("-Os").arg("-s").arg("-o").arg(&tmp).arg(&src);
+    if static_link {
+        cmd.arg("-static");
+    }
+    let status = cmd.output().expect("run the cross compiler");
+    assert!(
+        status.status.success(),
+        "{cc} failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    std::fs::rename(&tmp, &out).unwrap();
+    std::fs::read(&out).unwrap()
+}
+
+/// Runs a command and returns its output, panicking with the output if it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", describe(&out));
+    out
+}
