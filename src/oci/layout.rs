@@ -1,0 +1,432 @@
+//! An OCI image layout folder (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`): written by
+//! `publish` (every image under each of its tags as `org.opencontainers.image.ref.name`) and
+//! read as a [`Store`] by `check`, `verify` and `inspect` (`oci:DIR[:REF]`). Every file is
+//! written to a temp file and renamed into place, so a crash never leaves a half-written
+//! `index.json` or blob; blobs already present are reused. Manifests read are checked against
+//! their digests; blobs are streamed, for the reader to verify as it reads.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::digest;
+use super::documents::{self, Descriptor, Index};
+use super::media_types as mt;
+use crate::store::{BlobReader, RawManifest, Store, StoreError};
+
+/// The annotation naming a tag in an OCI layout.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An OCI image layout folder.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// Opens a layout for reading: the folder must exist and hold `index.json`.
+    pub fn open(dir: &Path) -> Result<Layout, StoreError> {
+        let layout = Layout { dir: dir.into() };
+        if !dir.is_dir() {
+            return Err(layout.other(format!("{} is not a folder", dir.display())));
+        }
+        if !dir.join("index.json").is_file() {
+            return Err(layout.other(format!(
+                "{} has no index.json: it is not an OCI image layout",
+                dir.display()
+            )));
+        }
+        Ok(layout)
+    }
+
+    /// Opens a layout for writing, creating the folder, `oci-layout` and an empty
+    /// `index.json` if missing.
+    pub fn create(dir: &Path) -> std::io::Result<Layout> {
+        std::fs::create_dir_all(dir.join("blobs/sha256"))?;
+        let layout = Layout { dir: dir.into() };
+        if !dir.join("oci-layout").is_file() {
+            write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
+        }
+        if !dir.join("index.json").is_file() {
+            let empty = Index {
+                schema_version: 2,
+                media_type: Some(mt::OCI_INDEX.into()),
+                ..Default::default()
+            };
+            write_atomic(&dir.join("index.json"), &documents::to_bytes(&empty))?;
+        }
+        Ok(layout)
+    }
+
+    /// The layout folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a blob lives (`blobs/<alg>/<hex>`). A digest that is not `alg:hex` is refused,
+    /// so that an index cannot name a file outside the layout.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        let (alg, hex) = digest
+            .split_once(':')
+            .filter(|_| digest::is_well_formed(digest))
+            .ok_or_else(|| self.other(format!("{digest:?} is not a digest")))?;
+        Ok(self.dir.join("blobs").join(alg).join(hex))
+    }
+
+    /// Whether the layout holds a blob of this size already.
+    pub fn has_blob(&self, digest: &str, size: u64) -> bool {
+        self.blob_path(digest)
+            .is_ok_and(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == size))
+    }
+
+    /// Stores bytes under their digest (unless already there).
+    pub fn put_bytes(&self, digest: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if self.has_blob(digest, bytes.len() as u64) {
+            return Ok(());
+        }
+        write_atomic(&self.writable_blob_path(digest)?, bytes)
+    }
+
+    /// Stores a file's content under its (already computed) digest: hard-linked when on the
+    /// same file system, copied otherwise; nothing is done when the blob is present.
+    pub fn put_file(&self, digest: &str, size: u64, file: &Path) -> std::io::Result<()> {
+        if self.has_blob(digest, size) {
+            return Ok(());
+        }
+        let target = self.writable_blob_path(digest)?;
+        let temp = temp_name(&target);
+        if std::fs::hard_link(file, &temp).is_err() {
+            std::fs::copy(file, &temp)?;
+        }
+        std::fs::rename(&temp, &target)
+    }
+
+    /// Points each of `names` at `manifest` (stored as a blob first): entries with the same
+    /// ref name are replaced, other entries kept; `index.json` is replaced atomically.
+    pub fn tag(&self, names: &[String], manifest: &RawManifest) -> std::io::Result<()> {
+        self.put_bytes(&manifest.digest, &manifest.bytes)?;
+        let mut index = self.read_index().map_err(std::io::Error::other)?;
+        index
+            .manifests
+            .retain(|d| ref_name(d).is_none_or(|n| !names.iter().any(|x| x == n)));
+        for name in names {
+            let mut annotations = std::collections::BTreeMap::new();
+            annotations.insert(REF_NAME.to_string(), name.clone());
+            index.manifests.push(Descriptor {
+                media_type: manifest.media_type.clone(),
+                digest: manifest.digest.clone(),
+                size: manifest.bytes.len() as u64,
+                annotations: Some(annotations),
+                platform: None,
+            });
+        }
+        write_atomic(&self.dir.join("index.json"), &documents::to_bytes(&index))
+    }
+
+    /// The layout's `index.json`.
+    pub fn read_index(&self) -> Result<Index, StoreError> {
+        let bytes = std::fs::read(self.dir.join("index.json")).map_err(|e| self.io(e))?;
+        self.parse_index(&bytes)
+    }
+
+    /// `index.json` as a manifest (it is an image index).
+    pub async fn index(&self) -> Result<RawManifest, StoreError> {
+        let bytes = tokio::fs::read(self.dir.join("index.json"))
+            .await
+            .map_err(|e| self.io(e))?;
+        Ok(RawManifest {
+            digest: digest::sha256(&bytes),
+            media_type: mt::OCI_INDEX.into(),
+            bytes,
+        })
+    }
+
+    /// The top-level document `check` reads: the entry named `reference`, or the whole
+    /// `index.json` (every entry) when no reference is given.
+    pub async fn top(&self, reference: Option<&str>) -> Result<RawManifest, StoreError> {
+        match reference {
+            None => self.index().await,
+            Some(r) => self.manifest(r).await,
+        }
+    }
+
+    fn parse_index(&self, bytes: &[u8]) -> Result<Index, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            self.other(format!(
+                "{} is not a valid OCI index: {e}",
+                self.dir.join("index.json").display()
+            ))
+        })
+    }
+
+    /// The `index.json` entry for a reference: a `sha256:` digest (the entry with that digest,
+    /// if any), a ref name (the first entry so named), or empty for the only entry.
+    fn entry(&self, index: &Index, reference: &str) -> Result<Option<Descriptor>, StoreError> {
+        if reference.starts_with("sha256:") {
+            return Ok(index
+                .manifests
+                .iter()
+                .find(|d| d.digest == reference)
+                .cloned());
+        }
+        if !reference.is_empty() {
+            return match index
+                .manifests
+                .iter()
+                .find(|d| ref_name(d) == Some(reference))
+            {
+                Some(d) => Ok(Some(d.clone())),
+                None => Err(self.not_found(format!("ref {reference:?} ({})", known_refs(index)))),
+            };
+        }
+        match index.manifests.as_slice() {
+            [one] => Ok(Some(one.clone())),
+            [] => Err(self.not_found("an image (index.json lists none)".into())),
+            _ => Err(self.other(format!(
+                "several images match; name one with oci:{}:REF ({})",
+                self.dir.display(),
+                known_refs(index)
+            ))),
+        }
+    }
+
+    fn writable_blob_path(&self, digest: &str) -> std::io::Result<PathBuf> {
+        self.blob_path(digest).map_err(std::io::Error::other)
+    }
+
+    fn other(&self, detail: String) -> StoreError {
+        StoreError::Other {
+            store: self.describe(),
+            detail,
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            store: self.describe(),
+            source,
+        }
+    }
+
+    fn not_found(&self, what: String) -> StoreError {
+        StoreError::NotFound {
+            what,
+            store: self.describe(),
+        }
+    }
+}
+
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotation(REF_NAME)
+}
+
+fn known_refs(index: &Index) -> String {
+    let names: Vec<&str> = index.manifests.iter().filter_map(ref_name).collect();
+    if names.is_empty() {
+        "index.json names no refs".into()
+    } else {
+        format!("refs: {}", names.join(", "))
+    }
+}
+
+/// A temp file name next to `target`, unique per process and per call: threads writing the
+/// same target at once (two images sharing a layer) must not rename each other's temp file.
+fn temp_name(target: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file");
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    target.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// Writes a file by way of a temp file in the same folder, synced and renamed into place.
+pub fn write_atomic(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = temp_name(target);
+    let mut f = std::fs::File::create(&temp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&temp, target)
+}
+
+impl Store for Layout {
+    async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
+        let index_bytes = tokio::fs::read(self.dir.join("index.json"))
+            .await
+            .map_err(|e| self.io(e))?;
+        let index = self.parse_index(&index_bytes)?;
+        let entry = self.entry(&index, reference)?;
+        let (digest, declared) = match entry {
+            Some(d) => (d.digest, Some(d.media_type).filter(|m| !m.is_empty())),
+            None => (reference.to_string(), None),
+        };
+        let bytes = match tokio::fs::read(self.blob_path(&digest)?).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.not_found(format!("manifest blob {digest}")))
+            }
+            Err(e) => return Err(self.io(e)),
+        };
+        let actual = digest::digest_like(&digest, &bytes).unwrap_or_default();
+        if actual != digest {
+            return Err(StoreError::DigestMismatch {
+                what: format!("manifest blob {digest}"),
+                store: self.describe(),
+                expected: digest,
+                actual,
+            });
+        }
+        let media_type = mt::detect(&bytes)
+            .or(declared)
+            .ok_or_else(|| self.other(format!("manifest blob {digest} is not a JSON manifest")))?;
+        Ok(RawManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
+        match tokio::fs::metadata(self.blob_path(digest)?).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
+        match tokio::fs::File::open(self.blob_path(digest)?).await {
+            Ok(f) => Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(self.not_found(format!("blob {digest}")))
+            }
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("oci:{}", self.dir.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> RawManifest {
+        RawManifest {
+            bytes: text.as_bytes().to_vec(),
+            media_type: mt::OCI_INDEX.into(),
+            digest: digest::sha256(text.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn threads_writing_the_same_file_at_once_all_succeed() {
+        // Two images sharing a layer record it in the cache at the same moment.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("entry");
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| (0..50).try_for_each(|_| write_atomic(&target, b"same"))))
+                .collect();
+            for w in writers {
+                w.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(std::fs::read(&target).unwrap(), b"same");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn tags_replace_same_name_and_keep_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let a = manifest(r#"{"schemaVersion":2,"manifests":[],"annotations":{"v":"a"}}"#);
+        let b = manifest(r#"{"schemaVersion":2,"manifests":[],"annotations":{"v":"b"}}"#);
+        layout
+            .tag(&["api-1.0".into(), "api-latest".into()], &a)
+            .unwrap();
+        layout.tag(&["api-latest".into()], &b).unwrap();
+        assert_eq!(layout.manifest("api-1.0").await.unwrap(), a);
+        assert_eq!(layout.manifest("api-latest").await.unwrap(), b);
+        assert_eq!(layout.read_index().unwrap().manifests.len(), 2);
+        // No temp files left behind.
+        let stray: Vec<_> = walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+        let err = layout.manifest("nope").await.unwrap_err().to_string();
+        assert!(
+            err.contains("api-1.0") && err.contains("api-latest"),
+            "{err}"
+        );
+        assert_eq!(
+            layout.blob_size(&a.digest).await.unwrap(),
+            Some(a.bytes.len() as u64)
+        );
+        assert_eq!(layout.blob_size("sha256:00").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_manifest_is_a_digest_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let a = manifest(r#"{"schemaVersion":2,"manifests":[]}"#);
+        layout.tag(&["x".into()], &a).unwrap();
+        std::fs::write(
+            layout.blob_path(&a.digest).unwrap(),
+            b"{\"schemaVersion\":2}",
+        )
+        .unwrap();
+        assert!(matches!(
+            layout.manifest("x").await.unwrap_err(),
+            StoreError::DigestMismatch { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn open_names_what_is_wrong_and_empty_refs_pick_the_only_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = Layout::open(&missing).unwrap_err().to_string();
+        assert!(err.contains("missing is not a folder"), "{err}");
+        let err = Layout::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("has no index.json"), "{err}");
+
+        let layout = Layout::create(dir.path()).unwrap();
+        let reopened = Layout::open(dir.path()).unwrap();
+        let err = reopened.manifest("").await.unwrap_err().to_string();
+        assert!(err.contains("lists none"), "{err}");
+        let err = reopened.manifest("x").await.unwrap_err().to_string();
+        assert!(
+            err.contains("ref \"x\" (index.json names no refs)"),
+            "{err}"
+        );
+
+        let a = manifest(r#"{"schemaVersion":2,"manifests":[],"annotations":{"v":"a"}}"#);
+        let b = manifest(r#"{"schemaVersion":2,"manifests":[],"annotations":{"v":"b"}}"#);
+        layout.tag(&["a".into()], &a).unwrap();
+        assert_eq!(reopened.manifest("").await.unwrap(), a);
+        assert_eq!(reopened.manifest(&a.digest).await.unwrap(), a);
+        layout.tag(&["b".into()], &b).unwrap();
+        let err = reopened.manifest("").await.unwrap_err().to_string();
+        assert!(
+            err.contains("several images match") && err.contains("refs: a, b"),
+            "{err}"
+        );
+        // Without a reference, check reads the whole index.json.
+        let top = reopened.top(None).await.unwrap();
+        assert_eq!(top.media_type, mt::OCI_INDEX);
+        assert_eq!(reopened.read_index().unwrap().manifests.len(), 2);
+        assert_eq!(reopened.top(Some("b")).await.unwrap(), b);
+        // A digest naming a path outside the layout is refused.
+        assert!(reopened.blob("sha256:../../index.json").await.is_err());
+        assert!(reopened.manifest("sha256:../x").await.is_err());
+    }
+}
