@@ -19,9 +19,31 @@ declare -A package_for=(
   [powerpc64le-linux-gnu-gcc]=gcc-powerpc64le-linux-gnu
 )
 
+# The C library headers each cross compiler needs for the tests' static programs: a compiler
+# installed without recommended packages has no libc to link against.
+declare -A libc_for=(
+  [aarch64-linux-gnu-gcc]=libc6-dev-arm64-cross
+  [arm-linux-gnueabihf-gcc]=libc6-dev-armhf-cross
+  [i686-linux-gnu-gcc]=libc6-dev-i386-cross
+  [riscv64-linux-gnu-gcc]=libc6-dev-riscv64-cross
+  [s390x-linux-gnu-gcc]=libc6-dev-s390x-cross
+  [powerpc64le-linux-gnu-gcc]=libc6-dev-ppc64el-cross
+)
+
+# Whether a compiler can build a static program that includes libc headers.
+compiles() {
+  printf '#include <unistd.h>\nint main(void) { return 0; }\n' \
+    | "$1" -static -x c - -o /dev/null >/dev/null 2>&1
+}
+
 missing=()
 for program in "${!package_for[@]}"; do
-  command -v "$program" >/dev/null 2>&1 || missing+=("${package_for[$program]}")
+  if ! command -v "$program" >/dev/null 2>&1; then
+    missing+=("${package_for[$program]}")
+  fi
+  if [[ -n ${libc_for[$program]:-} ]] && ! compiles "$program"; then
+    missing+=("${libc_for[$program]}")
+  fi
 done
 
 if ((${#missing[@]})); then
