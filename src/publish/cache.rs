@@ -45,20 +45,42 @@ impl BlobCache {
 
     /// The compressed blob a layer became before, if it is still there with its size.
     pub fn layer(&self, diff_id: &str, compression: Compression) -> Option<Layer> {
+        self.entry(diff_id, compression).map(|(layer, _)| layer)
+    }
+
+    /// The uncompressed size of a layer the cache holds: `Some(None)` for an entry written
+    /// before sizes were kept, `None` when the cache does not hold the layer.
+    pub fn plain_size(&self, diff_id: &str, compression: Compression) -> Option<Option<u64>> {
+        self.entry(diff_id, compression).map(|(_, plain)| plain)
+    }
+
+    /// An entry's line is `DIGEST SIZE [PLAIN_SIZE]`.
+    fn entry(&self, diff_id: &str, compression: Compression) -> Option<(Layer, Option<u64>)> {
         let text = std::fs::read_to_string(self.entry_path(diff_id, compression)).ok()?;
-        let (digest, size) = text.trim().split_once(' ')?;
-        let size: u64 = size.parse().ok()?;
+        let mut fields = text.split_whitespace();
+        let digest = fields.next()?;
+        let size: u64 = fields.next()?.parse().ok()?;
+        let plain = fields.next().and_then(|p| p.parse().ok());
         let present = std::fs::metadata(self.blob_path(digest)).ok()?.len() == size;
-        present.then(|| Layer {
-            digest: digest.to_string(),
-            size,
-            compression,
+        present.then(|| {
+            let layer = Layer {
+                digest: digest.to_string(),
+                size,
+                compression,
+            };
+            (layer, plain)
         })
     }
 
-    /// Remembers that `diff_id` compressed with `layer.compression` is `layer`.
-    pub fn record_layer(&self, diff_id: &str, layer: &Layer) -> std::io::Result<()> {
-        let line = format!("{} {}\n", layer.digest, layer.size);
+    /// Remembers that `diff_id` (`plain_size` bytes) compressed with `layer.compression` is
+    /// `layer`.
+    pub fn record_layer(
+        &self,
+        diff_id: &str,
+        layer: &Layer,
+        plain_size: u64,
+    ) -> std::io::Result<()> {
+        let line = format!("{} {} {plain_size}\n", layer.digest, layer.size);
         write_atomic(
             &self.entry_path(diff_id, layer.compression),
             line.as_bytes(),
@@ -98,8 +120,13 @@ mod tests {
             size: blob.len() as u64,
             compression: Compression::Gzip,
         };
-        cache.record_layer("sha256:abc", &layer).unwrap();
+        cache.record_layer("sha256:abc", &layer, 42).unwrap();
         assert_eq!(cache.layer("sha256:abc", Compression::Gzip), Some(layer));
+        assert_eq!(
+            cache.plain_size("sha256:abc", Compression::Gzip),
+            Some(Some(42))
+        );
+        assert_eq!(cache.plain_size("sha256:abd", Compression::Gzip), None);
         assert_eq!(cache.layer("sha256:abc", Compression::Zstd), None);
         std::fs::remove_file(cache.blob_path(&digest)).unwrap();
         assert_eq!(cache.layer("sha256:abc", Compression::Gzip), None);
