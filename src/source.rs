@@ -97,17 +97,45 @@ fn split_layout(rest: &str) -> (&str, Option<String>) {
     }
 }
 
-/// Parses a registry reference the way the Docker CLI does (`docker.io/library/` defaults).
+/// Parses a registry reference the way the Docker CLI does (`docker.io/library/` defaults,
+/// `latest` when neither tag nor digest is given). Checked by hand against the distribution
+/// grammar: building the grammar's regular expression costs more than a whole `verify`.
 pub fn parse_registry(s: &str) -> Result<Reference, SourceError> {
-    if s.is_empty() {
-        return Err(SourceError::BadReference {
-            given: s.into(),
-            reason: "it is empty".into(),
-        });
-    }
-    Reference::try_from(s).map_err(|e| SourceError::BadReference {
+    use crate::config::reference::{check_digest, check_repository, check_tag, split_domain};
+    let bad = |reason: String| SourceError::BadReference {
         given: s.into(),
-        reason: e.to_string(),
+        reason,
+    };
+    if s.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    let (named, digest) = match s.split_once('@') {
+        Some((named, digest)) => (named, Some(digest)),
+        None => (s, None),
+    };
+    if let Some(digest) = digest {
+        check_digest(digest).map_err(bad)?;
+    }
+    let (name, tag) = match named.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (named, None),
+    };
+    if let Some(tag) = tag {
+        check_tag(tag).map_err(bad)?;
+    }
+    check_repository(name).map_err(bad)?;
+    let (registry, path) = match split_domain(name) {
+        (Some(domain), path) if domain != "index.docker.io" => (domain, path.to_string()),
+        (_, path) if path.contains('/') => ("docker.io", path.to_string()),
+        (_, path) => ("docker.io", format!("library/{path}")),
+    };
+    let registry = registry.to_string();
+    Ok(match (tag, digest) {
+        (Some(tag), Some(digest)) => {
+            Reference::with_tag_and_digest(registry, path, tag.into(), digest.into())
+        }
+        (None, Some(digest)) => Reference::with_digest(registry, path, digest.into()),
+        (tag, None) => Reference::with_tag(registry, path, tag.unwrap_or("latest").into()),
     })
 }
 
@@ -146,6 +174,60 @@ impl fmt::Display for Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_references_parse_as_the_distribution_grammar_does() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let valid = [
+            "busybox".to_string(),
+            "busybox:1.36".into(),
+            "library/busybox".into(),
+            "acme/api:1.8.0".into(),
+            "docker.io/acme/api".into(),
+            "index.docker.io/busybox".into(),
+            "test.com:5000".into(),
+            "test.com/acme/api".into(),
+            "localhost/api".into(),
+            "localhost:5000/team/api:1.8.0".into(),
+            "127.0.0.1:5000/a/b/c".into(),
+            "ghcr.io/acme/my_app__x.y-z:tag_1.0-rc".into(),
+            format!("ghcr.io/acme/api@{digest}"),
+            format!("ghcr.io/acme/api:1.0@{digest}"),
+            format!("busybox@{digest}"),
+        ];
+        for r in &valid {
+            let ours = parse_registry(r).unwrap_or_else(|e| panic!("{r}: {e}"));
+            let oracle =
+                Reference::try_from(r.as_str()).unwrap_or_else(|e| panic!("oracle {r}: {e}"));
+            assert_eq!(ours.whole(), oracle.whole(), "{r}");
+            assert_eq!(ours.registry(), oracle.registry(), "{r}");
+            assert_eq!(ours.repository(), oracle.repository(), "{r}");
+            assert_eq!(ours.tag(), oracle.tag(), "{r}");
+            assert_eq!(ours.digest(), oracle.digest(), "{r}");
+        }
+        // Docker's grammar takes IPv6 hosts, which the oracle does not.
+        let v6 = parse_registry("[::1]:5000/api:v1").unwrap();
+        assert_eq!(
+            (v6.registry(), v6.repository(), v6.tag()),
+            ("[::1]:5000", "api", Some("v1"))
+        );
+        let invalid = [
+            "",
+            "Busybox",
+            "acme/API",
+            "acme//api",
+            "acme/api:",
+            "acme/api:-tag",
+            "acme/api@sha256:abc",
+            "acme/api@",
+            "ghcr.io:port/api",
+            "acme/api:a b",
+        ];
+        for r in invalid {
+            assert!(parse_registry(r).is_err(), "{r} was accepted");
+            assert!(Reference::try_from(r).is_err(), "the oracle accepts {r}");
+        }
+    }
 
     #[test]
     fn parses_every_transport() {

@@ -142,9 +142,35 @@ pub fn check_builder_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a digest against the OCI grammar (`ALGORITHM:ENCODED`); a `sha256` digest is 64
+/// lowercase hex digits.
+pub fn check_digest(digest: &str) -> Result<(), String> {
+    let rule = "a digest is ALGORITHM:ENCODED, such as sha256: and 64 lowercase hex digits";
+    let Some((algorithm, encoded)) = digest.split_once(':') else {
+        return Err(format!("invalid digest \"{digest}\": {rule}"));
+    };
+    let algorithm_ok = !algorithm.is_empty()
+        && algorithm.split(['+', '.', '_', '-']).all(|c| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+    let encoded_ok = !encoded.is_empty()
+        && encoded
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '=' | '_' | '-'));
+    let sha256_ok = algorithm != "sha256"
+        || (encoded.len() == 64 && encoded.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+    if algorithm_ok && encoded_ok && sha256_ok {
+        Ok(())
+    } else {
+        Err(format!("invalid digest \"{digest}\": {rule}"))
+    }
+}
+
 /// Splits off the registry host the way the Docker CLI does: the first component is a host
 /// when it has a `.` or `:`, is `localhost`, or has capital letters.
-fn split_domain(repo: &str) -> (Option<&str>, &str) {
+pub fn split_domain(repo: &str) -> (Option<&str>, &str) {
     match repo.split_once('/') {
         Some((first, rest))
             if first.contains(['.', ':'])
