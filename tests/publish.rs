@@ -252,6 +252,45 @@ async fn pushes_an_index_that_skopeo_and_the_daemon_read() {
         meta["hello"]["image.name"],
         format!("{repo}:1.0,{repo}:latest").as_str()
     );
+
+    // A layer the registry no longer holds in the repository (its link removed, as a garbage
+    // collection or a failed cross-repository mount leaves it): `verify` finds it by HEAD and
+    // fails the release gate, naming the layer.
+    let child = &p.children[0];
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("docker://{repo}@{}", child.digest))).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link_dir = registry
+        .storage()
+        .join("docker/registry/v2/repositories")
+        .join(repo.split_once('/').unwrap().1)
+        .join("_layers/sha256")
+        .join(&layer[7..]);
+    std::fs::remove_dir_all(&link_dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_archbuild"))
+        .args([
+            "verify",
+            &format!("{repo}:1.0"),
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let broken: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "broken-reference")
+        .collect();
+    assert_eq!(broken.len(), 1, "{report}");
+    assert!(broken[0].to_string().contains(&layer), "{report}");
+
     let _ = Command::new("docker").args(["rmi", &pulled]).output();
 }
 

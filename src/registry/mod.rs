@@ -6,6 +6,7 @@
 
 pub mod credentials;
 pub mod errors;
+mod head;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,7 @@ pub struct RegistryStore {
     client: Client,
     reference: Reference,
     credentials: Credentials,
+    heads: head::BlobHeads,
 }
 
 impl RegistryStore {
@@ -87,6 +89,7 @@ impl RegistryStore {
             client: Client::new(config),
             reference: repository_of(reference),
             credentials,
+            heads: head::BlobHeads::new(opts.is_plain_http(&registry)),
         }
     }
 
@@ -101,6 +104,7 @@ impl RegistryStore {
             client: self.client.clone(),
             reference: repository_of(reference),
             credentials: self.credentials.clone(),
+            heads: self.heads.for_other_repository(),
         }
     }
 
@@ -190,20 +194,16 @@ impl Store for RegistryStore {
     }
 
     async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
-        self.ensure_auth().await;
-        // oci-client's HEAD reports only existence; the size comes from a GET's headers and
-        // the body is dropped unread.
-        match self
-            .client
-            .pull_blob_stream(&self.reference, &descriptor(digest))
+        self.heads
+            .size(
+                &self.client,
+                &self.reference,
+                &self.credentials.auth,
+                digest,
+                &self.describe(),
+                &self.credentials.source,
+            )
             .await
-        {
-            Ok(stream) => Ok(stream.content_length),
-            Err(e) => match self.error(&format!("blob {digest}"), e) {
-                StoreError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
-        }
     }
 
     async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
