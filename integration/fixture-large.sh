@@ -10,6 +10,9 @@
 #                    platform of a two-platform image set
 #   layout/          an OCI layout of image.tar's layers gzip-compressed (ref "bench")
 #
+# With --load, two more platforms are loaded that share image.tar's layers, for a
+# four-platform index: bench/check-armv7:1 (linux/arm/v7) and bench/check-ppc64le:1.
+#
 # Sourced or run: `integration/fixture-large.sh [DIR] [--load]`; with --load both images are
 # loaded into the Docker daemon (docker load) unless they are there already.
 set -euo pipefail
@@ -78,8 +81,36 @@ fixture_large() {
         if [[ $load == --load ]]; then
             docker image inspect bench/check:1 > /dev/null 2>&1 || docker load -q -i image.tar > /dev/null
             docker image inspect bench/check-amd64:1 > /dev/null 2>&1 || docker load -q -i image-amd64.tar > /dev/null
+            docker image inspect bench/check-armv7:1 > /dev/null 2>&1 \
+                || retarget image.tar arm v7 bench/check-armv7:1 | docker load -q > /dev/null
+            docker image inspect bench/check-ppc64le:1 > /dev/null 2>&1 \
+                || retarget image.tar ppc64le "" bench/check-ppc64le:1 | docker load -q > /dev/null
         fi
     )
+}
+
+# Writes to stdout a docker save archive of ARCHIVE's layers with the config's architecture
+# (and variant) replaced and tagged TAG: another platform's image sharing the same layers.
+retarget() {
+    python3 - "$@" <<'PY'
+import io, json, sys, tarfile
+src, arch, variant, tag = sys.argv[1:5]
+with tarfile.open(src, "r|") as tin, tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+    for member in tin:
+        if member.name not in ("config.json", "manifest.json"):
+            tout.addfile(member, tin.extractfile(member) if member.isfile() else None)
+            continue
+        doc = json.load(tin.extractfile(member))
+        if member.name == "config.json":
+            doc["architecture"] = arch
+            if variant:
+                doc["variant"] = variant
+        else:
+            doc[0]["RepoTags"] = [tag]
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        member.size = len(data)
+        tout.addfile(member, io.BytesIO(data))
+PY
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
