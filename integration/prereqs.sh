@@ -6,44 +6,34 @@
 # prerequisite cannot be had.
 set -euo pipefail
 
-declare -A package_for=(
+# The packages that provide each program. A cross compiler comes with its C library: installed
+# without recommended packages it has none, and the tests' static programs need one.
+declare -A packages_for=(
   [docker]=docker.io
   [docker-registry]=docker-registry
   [skopeo]=skopeo
   [musl-gcc]=musl-tools
-  [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
-  [arm-linux-gnueabihf-gcc]=gcc-arm-linux-gnueabihf
-  [i686-linux-gnu-gcc]=gcc-i686-linux-gnu
-  [riscv64-linux-gnu-gcc]=gcc-riscv64-linux-gnu
-  [s390x-linux-gnu-gcc]=gcc-s390x-linux-gnu
-  [powerpc64le-linux-gnu-gcc]=gcc-powerpc64le-linux-gnu
+  [aarch64-linux-gnu-gcc]="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+  [arm-linux-gnueabihf-gcc]="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"
+  [i686-linux-gnu-gcc]="gcc-i686-linux-gnu libc6-dev-i386-cross"
+  [riscv64-linux-gnu-gcc]="gcc-riscv64-linux-gnu libc6-dev-riscv64-cross"
+  [s390x-linux-gnu-gcc]="gcc-s390x-linux-gnu libc6-dev-s390x-cross"
+  [powerpc64le-linux-gnu-gcc]="gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross"
 )
 
-# The C library headers each cross compiler needs for the tests' static programs: a compiler
-# installed without recommended packages has no libc to link against.
-declare -A libc_for=(
-  [aarch64-linux-gnu-gcc]=libc6-dev-arm64-cross
-  [arm-linux-gnueabihf-gcc]=libc6-dev-armhf-cross
-  [i686-linux-gnu-gcc]=libc6-dev-i386-cross
-  [riscv64-linux-gnu-gcc]=libc6-dev-riscv64-cross
-  [s390x-linux-gnu-gcc]=libc6-dev-s390x-cross
-  [powerpc64le-linux-gnu-gcc]=libc6-dev-ppc64el-cross
-)
-
-# Whether a compiler can build a static program that includes libc headers.
-compiles() {
+# Whether a program is usable: present, and for a compiler, able to build a static program
+# that includes libc headers.
+usable() {
+  command -v "$1" >/dev/null 2>&1 || return 1
+  [[ $1 != *-gcc ]] && return 0
   printf '#include <unistd.h>\nint main(void) { return 0; }\n' \
     | "$1" -static -x c - -o /dev/null >/dev/null 2>&1
 }
 
 missing=()
-for program in "${!package_for[@]}"; do
-  if ! command -v "$program" >/dev/null 2>&1; then
-    missing+=("${package_for[$program]}")
-  fi
-  if [[ -n ${libc_for[$program]:-} ]] && ! compiles "$program"; then
-    missing+=("${libc_for[$program]}")
-  fi
+for program in "${!packages_for[@]}"; do
+  # shellcheck disable=SC2206 # a list of package names, split on purpose
+  usable "$program" || missing+=(${packages_for[$program]})
 done
 
 if ((${#missing[@]})); then
