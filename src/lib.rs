@@ -7,7 +7,7 @@
 //! import neither tokio, bollard nor oci-client; `oci::layout` is the one I/O part of `oci`.
 
 pub mod audit;
-pub mod build;
+pub mod buildkit;
 pub mod check;
 pub mod checklist;
 pub mod cli;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::build::BuiltImage;
+use crate::buildkit::BuiltImage;
 use crate::check::{self, CheckOptions, CheckReport};
 use crate::config::{Image, Project};
 use crate::finding::{Finding, FindingKind};
@@ -53,7 +53,7 @@ pub async fn daemons(built: &[BuiltImage]) -> Result<DaemonMap, PipelineError> {
     let mut by_platform = BTreeMap::new();
     for job in built {
         if !by_url.contains_key(&job.endpoint_url) {
-            let docker = crate::build::connect(&job.endpoint_url)
+            let docker = crate::buildkit::connect(&job.endpoint_url)
                 .await
                 .map_err(|e| PipelineError::Daemon {
                     url: job.endpoint_url.clone(),
@@ -66,7 +66,7 @@ pub async fn daemons(built: &[BuiltImage]) -> Result<DaemonMap, PipelineError> {
     }
     let default = match by_url.values().next() {
         Some(d) => d.clone(),
-        None => crate::build::connect(crate::endpoint::DEFAULT_SOCKET)
+        None => crate::buildkit::connect(crate::endpoint::DEFAULT_SOCKET)
             .await
             .map_err(|e| PipelineError::Daemon {
                 url: crate::endpoint::DEFAULT_SOCKET.into(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use archbuild::build::{self, BuildError, BuildEvent, BuildOptions, BuildRequest, DockerEngine};
+use archbuild::buildkit::{self, BuildError, BuildEvent, BuildOptions, BuildRequest, DockerEngine};
 use archbuild::Platform;
 use support::*;
 use tokio::sync::mpsc;
@@ -47,7 +47,10 @@ fn two_arch_project() -> Project {
 async fn build_all(
     requests: Vec<BuildRequest>,
     options: BuildOptions,
-) -> (Result<Vec<build::BuiltImage>, BuildError>, Vec<BuildEvent>) {
+) -> (
+    Result<Vec<buildkit::BuiltImage>, BuildError>,
+    Vec<BuildEvent>,
+) {
     let (tx, mut rx) = mpsc::channel(1024);
     let collector = tokio::spawn(async move {
         let mut events = Vec::new();
@@ -57,7 +60,7 @@ async fn build_all(
         events
     });
     let engine = DockerEngine::new();
-    let result = build::run(&engine, requests, &options, tx, CancellationToken::new()).await;
+    let result = buildkit::run(&engine, requests, &options, tx, CancellationToken::new()).await;
     (result, collector.await.unwrap())
 }
 
@@ -118,7 +121,7 @@ async fn two_platforms_from_scratch_with_targetarch_and_dockerignore() {
         assert!(!files.iter().any(|f| f.contains("notes")), "{files:?}");
         // The temporary tag is gone; the keep tag names the image.
         assert!(docker.inspect_image(&image.temporary_tag).await.is_err());
-        let keep = build::jobs::keep_tag("two", &image.platform);
+        let keep = buildkit::jobs::keep_tag("two", &image.platform);
         assert_eq!(
             docker.inspect_image(&keep).await.unwrap().id.as_deref(),
             Some(image.image_id.as_str())
@@ -397,7 +400,7 @@ async fn cancelling_stops_builds_and_leaves_no_names() {
     });
     let engine = DockerEngine::new();
     let started = std::time::Instant::now();
-    let result = build::run(&engine, vec![req], &BuildOptions::default(), tx, cancel).await;
+    let result = buildkit::run(&engine, vec![req], &BuildOptions::default(), tx, cancel).await;
     drain.await.unwrap();
     assert_eq!(result.unwrap_err(), BuildError::Cancelled);
     assert!(started.elapsed() < Duration::from_secs(10));

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::build::{self, dockerfile, BuildOptions, BuildRequest, BuiltImage, DockerEngine};
+use crate::buildkit::{self, dockerfile, BuildOptions, BuildRequest, BuiltImage, DockerEngine};
 use crate::check::{self, CheckReport};
 use crate::checklist;
 use crate::cli::progress::{self, ProgressMode};
@@ -88,7 +88,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<Outcome> {
     let plan = plan::expand(&project, &EndpointEnv::from_process(), &args.images)?;
     let engine = DockerEngine::new();
     let mut general = preflight(&plan);
-    general.extend(build::emulation_findings(&engine, &requests(&plan)).await);
+    general.extend(buildkit::emulation_findings(&engine, &requests(&plan)).await);
     if !args.json {
         for finding in &general {
             eprintln!("warning: {}", finding.message);
@@ -293,12 +293,12 @@ pub async fn build_plan(
     let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
     let (tx, rx) = mpsc::channel(256);
     let drawer = tokio::spawn(progress::draw(mode, rx));
-    let result = build::run(engine, requests(plan), options, tx, cancel.clone()).await;
+    let result = buildkit::run(engine, requests(plan), options, tx, cancel.clone()).await;
     let _ = drawer.await;
     signals.abort();
     match result {
         Ok(built) => Ok(built),
-        Err(build::BuildError::Cancelled) => {
+        Err(buildkit::BuildError::Cancelled) => {
             anyhow::bail!("interrupted: the builds were cancelled and their temporary tags removed")
         }
         Err(err) => Err(err).context("build failed"),

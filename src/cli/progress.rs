@@ -11,7 +11,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
-use crate::build::{BuildEvent, JobLabel};
+use crate::buildkit::{BuildEvent, JobLabel};
 
 /// `--progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::build::engine::{FakeCall, FakeEngine};
+use crate::buildkit::engine::{FakeCall, FakeEngine};
 
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
