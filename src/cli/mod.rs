@@ -82,6 +82,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 pub mod audit;
 pub mod build;
+pub mod build_output;
 pub mod check;
 pub mod checklist;
 pub mod init;

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::platform::Platform;
 
+pub use crate::oci::IndexFormat;
 pub use diagnostic::{ConfigErrors, Diagnostic};
 pub use locate::{locate, LocateError, FILE_NAME};
 
@@ -100,17 +101,6 @@ pub struct CheckSpec {
 pub struct Builders {
     pub by_platform: BTreeMap<Platform, String>,
     pub default: Option<String>,
-}
-
-/// The media types of the index that `build` assembles.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IndexFormat {
-    /// `application/vnd.oci.image.index.v1+json`.
-    #[default]
-    Oci,
-    /// `application/vnd.docker.distribution.manifest.list.v2+json`.
-    Docker,
 }
 
 /// What parsing asks of the file system: whether the context folders and Dockerfiles exist.

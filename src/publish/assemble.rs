@@ -7,76 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::oci::digest;
 use crate::oci::documents::{self, Descriptor, DescriptorPlatform, ImageManifest, Index};
-use crate::oci::{digest, media_types as mt};
+pub use crate::oci::format::{Compression, IndexFormat};
 use crate::platform::Platform;
 use crate::store::RawManifest;
-
-/// Which index type to write (`index-format` in archbuild.toml).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IndexFormat {
-    /// OCI image index with OCI image manifests (the default).
-    #[default]
-    Oci,
-    /// Docker manifest list v2 with Docker v2 schema 2 manifests, for registries that refuse OCI.
-    Docker,
-}
-
-/// How layers are compressed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// Short name (`gzip`, `zstd`), used in cache keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-impl IndexFormat {
-    /// The index media type.
-    pub fn index_media_type(self) -> &'static str {
-        match self {
-            IndexFormat::Oci => mt::OCI_INDEX,
-            IndexFormat::Docker => mt::DOCKER_LIST,
-        }
-    }
-
-    /// The image manifest media type.
-    pub fn manifest_media_type(self) -> &'static str {
-        match self {
-            IndexFormat::Oci => mt::OCI_MANIFEST,
-            IndexFormat::Docker => mt::DOCKER_MANIFEST,
-        }
-    }
-
-    /// The config media type.
-    pub fn config_media_type(self) -> &'static str {
-        match self {
-            IndexFormat::Oci => mt::OCI_CONFIG,
-            IndexFormat::Docker => mt::DOCKER_CONFIG,
-        }
-    }
-
-    /// The layer media type for a compression. Docker's schema has no zstd type; like
-    /// BuildKit, zstd layers keep the OCI type.
-    pub fn layer_media_type(self, compression: Compression) -> &'static str {
-        match (self, compression) {
-            (IndexFormat::Oci, Compression::Gzip) => mt::OCI_LAYER_GZIP,
-            (IndexFormat::Docker, Compression::Gzip) => mt::DOCKER_LAYER_GZIP,
-            (_, Compression::Zstd) => mt::OCI_LAYER_ZSTD,
-        }
-    }
-}
 
 /// A compressed layer as stored: digest and size of the compressed blob.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +102,7 @@ fn raw(bytes: Vec<u8>, media_type: &str) -> RawManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::media_types as mt;
 
     fn layer(n: u8) -> Layer {
         Layer {

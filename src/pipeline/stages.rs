@@ -1,12 +1,8 @@
-//! What `archbuild build` does with the images once BuildKit has made them: check each
-//! platform image in its builder's daemon, publish one index per image (OCI layout or push),
-//! read the result back as a release gate would, and describe it all in the build report.
-//!
-//! Each stage is a function the command line calls in turn; the report is assembled by one
-//! pure function from what the stages returned.
+//! The stages after the build: connect to the builders' daemons, check each platform image
+//! in the daemon that built it, publish one index per image (OCI layout or push), and read
+//! the result back as a release gate would. Each stage returns what the next one needs.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use crate::buildkit::BuiltImage;
 use crate::check::{self, CheckOptions, CheckReport};
@@ -16,7 +12,6 @@ use crate::oci::Layout;
 use crate::platform::Platform;
 use crate::publish::{self, DaemonMap, PublishImage, PublishOptions, Published, Target};
 use crate::registry::{RegistryOptions, RegistryStore};
-use crate::report::{ImageReport, Report, Timing, REPORT_VERSION};
 use crate::verify::{self, VerifyOptions, VerifyReport};
 
 /// Why a stage after the build could not run (as opposed to findings about the images).
@@ -226,95 +221,6 @@ async fn verify_tags<S: crate::store::Store>(
         }
     }
     Ok(report)
-}
-
-/// Everything the stages produced, for the report.
-#[derive(Default)]
-pub struct Outcomes<'a> {
-    pub built: &'a [BuiltImage],
-    pub checks: &'a [CheckReport],
-    pub published: &'a [Published],
-    pub verified: &'a [VerifyReport],
-    /// Findings that belong to no image (pre-flight, emulation).
-    pub general: Vec<Finding>,
-    pub pushed: bool,
-    pub timings: Vec<Timing>,
-}
-
-/// The build report: per image, what was required, built, published and verified, and the
-/// findings of each stage. Pure.
-pub fn report(project: &Project, outcomes: &Outcomes<'_>, created: String) -> Report {
-    let mut images = Vec::new();
-    for (name, spec) in &project.images {
-        let built: Vec<&BuiltImage> = outcomes.built.iter().filter(|b| &b.image == name).collect();
-        if built.is_empty() {
-            continue;
-        }
-        let published = outcomes.published.iter().find(|p| &p.image == name);
-        let position = outcomes.published.iter().position(|p| &p.image == name);
-        let verified = position.and_then(|i| outcomes.verified.get(i));
-        // `check_built` returns one report per built job, in the jobs' order.
-        let mut findings: Vec<Finding> = outcomes
-            .built
-            .iter()
-            .zip(outcomes.checks)
-            .filter(|(b, _)| &b.image == name)
-            .flat_map(|(_, c)| c.findings.iter().cloned())
-            .collect();
-        if let Some(v) = verified {
-            findings.extend(v.findings.iter().cloned());
-        }
-        images.push(ImageReport {
-            name: name.clone(),
-            repository: spec
-                .repository
-                .clone()
-                .unwrap_or_else(|| spec.reference_base().to_string()),
-            tags: spec.tags.clone(),
-            required_platforms: spec.platforms.clone(),
-            built_platforms: built.iter().map(|b| b.platform.clone()).collect(),
-            index_digest: published.map(|p| p.index_digest.clone()),
-            manifests: published
-                .map(|p| {
-                    p.children
-                        .iter()
-                        .map(|c| (c.platform.clone(), c.digest.clone()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            pushed: outcomes.pushed && published.is_some(),
-            output: published.map(|p| p.location.clone()).unwrap_or_default(),
-            verified: verified.is_some_and(|v| !v.findings.iter().any(Finding::is_error)),
-            findings,
-        });
-    }
-    Report {
-        version: REPORT_VERSION,
-        created,
-        images,
-        findings: outcomes.general.clone(),
-        timings: outcomes.timings.clone(),
-    }
-}
-
-/// Times a stage into `timings`.
-pub struct Stopwatch {
-    started: Instant,
-}
-
-impl Stopwatch {
-    pub fn start() -> Stopwatch {
-        Stopwatch {
-            started: Instant::now(),
-        }
-    }
-
-    pub fn stop(self, step: impl Into<String>, timings: &mut Vec<Timing>) {
-        timings.push(Timing {
-            step: step.into(),
-            seconds: (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-        });
-    }
 }
 
 /// The registry options of a project plus `--insecure-registry` flags.

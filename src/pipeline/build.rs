@@ -1,0 +1,95 @@
+//! The build stage of a release: the Dockerfile pre-flight and the emulation warnings before
+//! anything runs, then every job of the plan built through BuildKit, cancelled as a whole by
+//! SIGINT or SIGTERM (the builds stop and their temporary tags are removed).
+
+use std::collections::BTreeSet;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::buildkit::BuildEngine;
+use crate::buildkit::{self, dockerfile, BuildEvent, BuildOptions, BuildRequest, BuiltImage};
+use crate::finding::Finding;
+use crate::plan::Plan;
+
+/// The findings known before any build: Dockerfile warnings (each Dockerfile read once) and
+/// the jobs that would run under emulation.
+pub async fn preflight<E: BuildEngine>(engine: &E, plan: &Plan) -> Vec<Finding> {
+    let mut findings = dockerfile_warnings(plan);
+    findings.extend(buildkit::emulation_findings(engine, &requests(plan)).await);
+    findings
+}
+
+/// The Dockerfile warnings of every Dockerfile in the plan, each reported once.
+fn dockerfile_warnings(plan: &Plan) -> Vec<Finding> {
+    let mut seen = BTreeSet::new();
+    let mut findings = Vec::new();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for job in &plan.jobs {
+        if !seen.insert(job.dockerfile.clone()) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&job.dockerfile) else {
+            continue;
+        };
+        let shown = job.dockerfile.strip_prefix(&cwd).unwrap_or(&job.dockerfile);
+        for finding in dockerfile::preflight(&dockerfile::parse(&text), shown) {
+            findings.push(finding.with_image(&job.image));
+        }
+    }
+    findings
+}
+
+/// The plan's jobs as build requests.
+fn requests(plan: &Plan) -> Vec<BuildRequest> {
+    plan.jobs
+        .iter()
+        .map(|job| BuildRequest {
+            image: job.image.clone(),
+            platform: job.platform.clone(),
+            context: job.context.clone(),
+            dockerfile: job.dockerfile.clone(),
+            target: job.target.clone(),
+            build_args: job.build_args.clone(),
+            labels: job.labels.clone(),
+            tags: job.references.clone(),
+            endpoint_url: job.builder.url.clone(),
+            chosen_by: Some(job.builder.chosen_by.clone()),
+            keep_tag: Some(job.platform_tag.clone()),
+        })
+        .collect()
+}
+
+/// Builds every job of `plan`, reporting progress on `events`; SIGINT or SIGTERM cancels.
+pub async fn build_plan<E: BuildEngine>(
+    engine: &E,
+    plan: &Plan,
+    options: &BuildOptions,
+    events: mpsc::Sender<BuildEvent>,
+) -> anyhow::Result<Vec<BuiltImage>> {
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
+    let result = buildkit::run(engine, requests(plan), options, events, cancel).await;
+    signals.abort();
+    match result {
+        Ok(built) => Ok(built),
+        Err(buildkit::BuildError::Cancelled) => {
+            anyhow::bail!("interrupted: the builds were cancelled and their temporary tags removed")
+        }
+        Err(err) => Err(err).context("build failed"),
+    }
+}
+
+async fn cancel_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("archbuild: interrupted; cancelling the builds");
+    cancel.cancel();
+}

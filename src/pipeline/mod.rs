@@ -1,0 +1,167 @@
+//! The whole `archbuild build` flow as one library call, in its order: build every job of the
+//! plan, check each image in the daemon that built it, publish one index per image (OCI
+//! layout or push) unless the check blocks it, read the result back, and write the report and
+//! the rollout checklist. The command line only draws progress and prints the [`Release`].
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::buildkit::{BuildEngine, BuildEvent, BuildOptions, BuiltImage};
+use crate::check::CheckReport;
+use crate::config::Project;
+use crate::finding::{Finding, Outcome};
+use crate::oci::Compression;
+use crate::plan::Plan;
+use crate::publish::{PublishOptions, Published, Target};
+use crate::registry::RegistryOptions;
+use crate::verify::VerifyReport;
+
+pub mod build;
+pub mod report;
+pub mod stages;
+
+pub use build::{build_plan, preflight};
+pub use report::{
+    now_rfc3339, report, write_metadata, write_report, Outcomes, ReportFiles, Stopwatch,
+};
+pub use stages::{
+    check_built, check_options, daemons, publish_all, publish_images, registry_options,
+    verify_published, PipelineError,
+};
+
+/// Where a release puts the checked images.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// The project's OCI layout folder.
+    Layout,
+    /// Each image's repository (`--push`).
+    Push(RegistryOptions),
+    /// Nowhere: the images stay in their builders' daemons (`--no-output`).
+    None,
+}
+
+/// How one release runs.
+#[derive(Debug, Clone)]
+pub struct ReleaseOptions {
+    pub output: Output,
+    pub build: BuildOptions,
+    pub compression: Compression,
+    /// Publish even when the content check finds errors.
+    pub allow_findings: bool,
+    /// `--metadata-file`.
+    pub metadata_file: Option<PathBuf>,
+}
+
+/// What a release did, stage by stage.
+#[derive(Debug)]
+pub struct Release {
+    /// Findings that belong to no image (pre-flight, emulation).
+    pub general: Vec<Finding>,
+    pub built: Vec<BuiltImage>,
+    pub checks: Vec<CheckReport>,
+    pub published: Vec<Published>,
+    pub verified: Vec<VerifyReport>,
+    /// The check found errors and nothing was published.
+    pub blocked: bool,
+    pub files: ReportFiles,
+}
+
+impl Release {
+    /// Every finding of every stage, general ones first.
+    pub fn findings(&self) -> Vec<Finding> {
+        let mut findings = self.general.clone();
+        findings.extend(self.checks.iter().flat_map(|c| c.findings.iter().cloned()));
+        findings.extend(
+            self.verified
+                .iter()
+                .flat_map(|v| v.findings.iter().cloned()),
+        );
+        findings
+    }
+
+    /// The exit outcome.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::of(&self.findings())
+    }
+}
+
+/// Runs the release of `plan` after the pre-flight that gave `general`; progress of the
+/// builds goes to `events`.
+pub async fn release<E: BuildEngine>(
+    engine: &E,
+    project: &Project,
+    plan: &Plan,
+    general: Vec<Finding>,
+    options: &ReleaseOptions,
+    events: mpsc::Sender<BuildEvent>,
+) -> anyhow::Result<Release> {
+    let mut timings = Vec::new();
+    let watch = Stopwatch::start();
+    let built = build_plan(engine, plan, &options.build, events).await?;
+    watch.stop("build", &mut timings);
+
+    let daemons = daemons(&built).await?;
+    let watch = Stopwatch::start();
+    let checks = check_built(project, &daemons, &built).await?;
+    watch.stop("check", &mut timings);
+    let check_findings: Vec<Finding> = checks.iter().flat_map(|c| c.findings.clone()).collect();
+    let blocked = Outcome::of(&check_findings) == Outcome::Findings && !options.allow_findings;
+
+    let target = match &options.output {
+        Output::Layout => Some(Target::Layout(project.output.clone())),
+        Output::Push(registry) => Some(Target::Push(registry.clone())),
+        Output::None => None,
+    };
+    let (published, verified) = match target.filter(|_| !blocked) {
+        None => (Vec::new(), Vec::new()),
+        Some(target) => {
+            let watch = Stopwatch::start();
+            let images = publish_images(project, &built);
+            let opts = publish_options(project, options.compression);
+            let published = publish_all(&daemons, &images, &target, &opts).await?;
+            let step = match target {
+                Target::Push(_) => "push",
+                Target::Layout(_) => "write layout",
+            };
+            watch.stop(step, &mut timings);
+            let watch = Stopwatch::start();
+            let verified = verify_published(project, &published, &target).await?;
+            watch.stop("verify", &mut timings);
+            (published, verified)
+        }
+    };
+
+    let outcomes = Outcomes {
+        built: &built,
+        checks: &checks,
+        published: &published,
+        verified: &verified,
+        general: general.clone(),
+        pushed: matches!(options.output, Output::Push(_)),
+        timings,
+    };
+    let files = write_report(project, &report(project, &outcomes, now_rfc3339()))?;
+    if let Some(file) = &options.metadata_file {
+        write_metadata(file, &published)?;
+    }
+    Ok(Release {
+        general,
+        built,
+        checks,
+        published,
+        verified,
+        blocked,
+        files,
+    })
+}
+
+/// The publish settings of a project with the run's compression.
+fn publish_options(project: &Project, compression: Compression) -> PublishOptions {
+    PublishOptions {
+        format: project.index_format,
+        compression,
+        cache_dir: project.dir.join(".archbuild/cache"),
+        annotations: Default::default(),
+    }
+}
