@@ -2,8 +2,8 @@
 //! Docker Engine API of the job's builder endpoint, run concurrently, reported as events.
 //!
 //! The daemon is reached through the [`BuildEngine`] seam: [`DockerEngine`] is the real one
-//! (bollard), [`FakeEngine`] records calls for unit tests. [`run`] is the whole build step as a
-//! library function: the command line maps the plan's jobs onto [`BuildRequest`]s, hands over a
+//! (bollard), a recording fake (tests only) serves the unit tests. [`run`] is the whole build
+//! step as a library function: the command line maps the plan's jobs onto [`BuildRequest`]s, hands over a
 //! channel for [`BuildEvent`]s and a cancellation token, and gets one [`BuiltImage`] per request.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ pub mod labels;
 pub mod session;
 
 pub use docker::{connect, DockerEngine};
-pub use engine::{BuildEngine, EngineJob, EngineOutput, FakeEngine};
+pub use engine::{BuildEngine, EngineJob, EngineOutput};
 pub use error::BuildError;
 pub use events::{BuildEvent, JobLabel};
 pub use jobs::{emulation_findings, run};
