@@ -1,35 +1,66 @@
 //! archbuild: verified multi-arch container builds.
 //!
-//! The crate is a library with a thin binary (`src/main.rs`). Dependencies point inward:
-//! `cli` wires commands to `build`, `check`, `publish`, `registry`, `audit` and `checklist`,
-//! which stand on `plan` and `config`, which stand on the pure core (`platform`, `finding`,
-//! `source`, and `oci`'s documents, media types, digests and configs). The pure modules
-//! import neither tokio, bollard nor oci-client; `oci::layout` is the one I/O part of `oci`.
+//! A library with a thin binary (`src/main.rs`). The modules, by layer; each layer uses only
+//! the layers above it in this list (and `cli` all of them):
+//!
+//! Pure core (no tokio, bollard or oci-client):
+//! - [`platform`]: `os/arch[/variant]`, containerd's normalisation and matching, ELF identity.
+//! - [`finding`]: the findings of the contract, severities and the exit status they give.
+//! - [`oci`]: media types, index/manifest/config documents, digests, index format and
+//!   compression; `oci::layout` is its one I/O part (the OCI layout folder).
+//! - [`elf`]: what the kernel reads before it execs a file.
+//! - [`layers`]: the streamed layer walker and the whiteout-applied filesystem.
+//! - [`source`], [`store`]: the transports users type, and the `Store` trait images are read from.
+//!
+//! Project:
+//! - [`config`]: `archbuild.toml` into a checked `Project`, with file:line:column errors.
+//! - [`endpoint`]: which daemon builds a platform, and why.
+//! - [`plan`]: every image × platform as a `Job` on its builder.
+//! - [`init`]: `archbuild init`'s Dockerfile discovery and rendered project file.
+//!
+//! Mechanisms (I/O at the edges):
+//! - [`buildkit`]: BuildKit builds through bollard, the session's file sync, progress events.
+//! - [`image`]: reading an image from any source once into check inputs.
+//! - [`check`]: the content check of programs, entrypoint chains, loaders and interpreters.
+//! - [`registry`]: a registry repository as a `Store` (oci-client, Docker credentials).
+//! - [`publish`]: daemon images converted, assembled into indexes, pushed or written.
+//! - [`verify`]: the release gate, generic over `Store`.
+//! - [`inspect`]: what a tag or digest holds, per platform.
+//! - [`report`], [`checklist`]: the build report and the rollout checklist rendered from it.
+//! - [`k8s`], [`audit`]: Kubernetes workloads and the pre-migration cluster audit.
+//!
+//! Orchestration and edge:
+//! - [`pipeline`]: the whole `archbuild build` flow in its order, as one library call.
+//! - [`cli`]: flags, dispatch and printing; progress bars live only in `cli::progress`.
 
+// Pure core.
+pub mod elf;
+pub mod finding;
+pub mod layers;
+pub mod oci;
+pub mod platform;
+pub mod source;
+pub mod store;
+// Project.
+pub mod config;
+pub mod endpoint;
+pub mod init;
+pub mod plan;
+// Mechanisms.
 pub mod audit;
 pub mod buildkit;
 pub mod check;
 pub mod checklist;
-pub mod cli;
-pub mod config;
-pub mod elf;
-pub mod endpoint;
-pub mod finding;
 pub mod image;
-pub mod init;
 pub mod inspect;
 pub mod k8s;
-pub mod layers;
-pub mod oci;
-pub mod pipeline;
-pub mod plan;
-pub mod platform;
 pub mod publish;
 pub mod registry;
 pub mod report;
-pub mod source;
-pub mod store;
 pub mod verify;
+// Orchestration and edge.
+pub mod cli;
+pub mod pipeline;
 
 pub use finding::{Finding, FindingKind, Outcome, Severity};
 pub use platform::Platform;

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::rules::{arch_finding, describe, CheckOptions};
+use super::program::{arch_finding, describe, CheckOptions};
 use crate::elf::{ElfInfo, ElfReport};
 use crate::finding::{Finding, FindingKind};
 use crate::layers::{join, Content, Filesystem, NodeKind, ResolveError, Resolved};

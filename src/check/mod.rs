@@ -18,6 +18,7 @@ use crate::store::{RawManifest, Store};
 
 pub mod cache;
 mod entrypoint;
+mod program;
 mod report;
 mod rules;
 #[cfg(test)]
@@ -25,8 +26,9 @@ mod tests;
 
 pub use crate::oci::config::{ImageConfig, DEFAULT_PATH};
 pub use entrypoint::env_program;
+pub use program::CheckOptions;
 pub use report::{render, CheckReport};
-pub use rules::{run, CheckOptions};
+pub use rules::run;
 
 /// Why a check could not be done (as opposed to findings, which say the image is wrong).
 #[derive(Debug, thiserror::Error)]

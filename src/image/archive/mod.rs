@@ -88,7 +88,7 @@ fn assemble(
             ),
         )
     })?;
-    let diff_ids = crate::check::ImageConfig::parse(config)
+    let diff_ids = crate::oci::ImageConfig::parse(config)
         .map_err(|e| {
             ImageError::invalid(
                 name,
