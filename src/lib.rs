@@ -10,6 +10,7 @@
 //!   compression; `oci::layout` is its one I/O part (the OCI layout folder).
 //! - [`elf`]: what the kernel reads before it execs a file.
 //! - [`layers`]: the streamed layer walker and the whiteout-applied filesystem.
+//! - [`reference`]: Docker's syntax of repositories, tags, digests, registry hosts, builder URLs.
 //! - [`source`], [`store`]: the transports users type, and the `Store` trait images are read from.
 //!
 //! Project:
@@ -39,6 +40,7 @@ pub mod finding;
 pub mod layers;
 pub mod oci;
 pub mod platform;
+pub mod reference;
 pub mod source;
 pub mod store;
 // Project.

@@ -101,7 +101,7 @@ fn split_layout(rest: &str) -> (&str, Option<String>) {
 /// `latest` when neither tag nor digest is given). Checked by hand against the distribution
 /// grammar: building the grammar's regular expression costs more than a whole `verify`.
 pub fn parse_registry(s: &str) -> Result<Reference, SourceError> {
-    use crate::config::reference::{check_digest, check_repository, check_tag, split_domain};
+    use crate::reference::{check_digest, check_repository, check_tag, split_domain};
     let bad = |reason: String| SourceError::BadReference {
         given: s.into(),
         reason,

@@ -8,7 +8,7 @@
 mod diagnostic;
 mod locate;
 mod raw;
-pub mod reference;
+pub use crate::reference;
 mod resolve;
 
 use std::collections::BTreeMap;

@@ -10,11 +10,11 @@ use serde_spanned::Spanned;
 
 use super::diagnostic::Report;
 use super::raw::{RawCheck, RawImage, RawProject, SpannedList};
-use super::reference;
 use super::{
     Builders, CheckSpec, Disk, Image, IndexFormat, Project, DEFAULT_OUTPUT, DEFAULT_PLATFORMS,
 };
 use crate::platform::Platform;
+use crate::reference;
 
 pub(crate) fn resolve(
     raw: RawProject,

@@ -1,5 +1,6 @@
-//! The syntax of what the project file names outside itself: image tags, repositories,
-//! registry hosts and builder URLs. Each check returns the message a user should read, saying
+//! The syntax of what archbuild names outside itself, Docker's rules for image tags,
+//! repositories, digests and registry hosts, and the builder URLs. Pure; `config` and
+//! `source` both check with it. Each check returns the message a user should read, saying
 //! what is wrong and what would be right.
 
 /// Schemes a builder URL may use, as the Docker CLI accepts them in `DOCKER_HOST`.
