@@ -47,17 +47,25 @@ pub enum EndpointError {
     NoConfigDir(String),
 }
 
+/// The Docker client's configuration folder, as the Docker CLI finds it: `$DOCKER_CONFIG`,
+/// else `~/.docker` (an empty variable counts as unset). Credentials and contexts live there.
+pub fn docker_config_dir() -> Option<PathBuf> {
+    non_empty_var("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| non_empty_var("HOME").map(|h| Path::new(&h).join(".docker")))
+}
+
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 impl EndpointEnv {
     /// The environment of this process.
     pub fn from_process() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let config_dir = var("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| var("HOME").map(|h| Path::new(&h).join(".docker")));
         EndpointEnv {
-            docker_host: var("DOCKER_HOST"),
-            docker_context: var("DOCKER_CONTEXT"),
-            config_dir,
+            docker_host: non_empty_var("DOCKER_HOST"),
+            docker_context: non_empty_var("DOCKER_CONTEXT"),
+            config_dir: docker_config_dir(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! and never keeps a secret anywhere it could be printed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_client::secrets::RegistryAuth;
 
@@ -50,13 +50,6 @@ struct ConfigShape {
     cred_helpers: BTreeMap<String, String>,
 }
 
-/// The folder holding `config.json`: `$DOCKER_CONFIG`, else `~/.docker`.
-pub fn docker_config_dir() -> Option<PathBuf> {
-    std::env::var_os("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
-}
-
 /// The key the Docker CLI files a registry's credentials under.
 fn server_key(registry: &str) -> &str {
     match registry {
@@ -76,7 +69,7 @@ fn auths_key_matches(key: &str, registry: &str) -> bool {
 }
 
 /// Looks up credentials for `registry` (`host[:port]`) in the Docker client configuration
-/// found in `config_dir` (see [`docker_config_dir`]).
+/// found in `config_dir` (see [`crate::endpoint::docker_config_dir`]).
 pub fn lookup(registry: &str, config_dir: Option<&Path>) -> Credentials {
     let Some(dir) = config_dir else {
         return Credentials::anonymous("none (no $DOCKER_CONFIG or $HOME)");

@@ -83,7 +83,7 @@ impl RegistryStore {
         let config_dir = opts
             .docker_config
             .clone()
-            .or_else(credentials::docker_config_dir);
+            .or_else(crate::endpoint::docker_config_dir);
         let credentials = credentials::lookup(&registry, config_dir.as_deref());
         RegistryStore {
             client: Client::new(config),
