@@ -12,7 +12,13 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+mod gzip;
+mod slots;
+
+pub use gzip::gzip_parallel;
+pub use slots::{Permit, Slots};
 
 use super::assemble::{Compression, Layer};
 use super::cache::BlobCache;
@@ -45,41 +51,6 @@ pub enum ConvertError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// A counting limit on concurrent compressions, shared by every image of a publish.
-#[derive(Debug)]
-pub struct Slots {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-impl Slots {
-    /// `n` slots (at least one).
-    pub fn new(n: usize) -> Arc<Slots> {
-        Arc::new(Slots {
-            free: Mutex::new(n.max(1)),
-            freed: Condvar::new(),
-        })
-    }
-
-    /// One slot per core.
-    pub fn per_core() -> Arc<Slots> {
-        Slots::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    }
-
-    fn acquire(&self) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-    }
-
-    fn release(&self) {
-        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.freed.notify_one();
-    }
 }
 
 /// Converts image `image_id` of the daemon, reusing what the cache holds.
@@ -379,10 +350,10 @@ impl Compressions<'_> {
         }
         let (cache, slots, compression) =
             (self.cache.clone(), self.slots.clone(), self.compression);
-        slots.acquire();
+        let permit = slots.acquire();
         let job = std::thread::spawn(move || {
             let result = compress(spool.path(), compression, &cache);
-            slots.release();
+            drop(permit);
             result.map(|layer| (layer, plain_size))
         });
         self.jobs.insert(diff_id, job);
@@ -438,304 +409,5 @@ pub fn compress_reader(
     })
 }
 
-/// The uncompressed bytes of one gzip member in [`gzip_parallel`].
-const GZIP_CHUNK: usize = 4 << 20;
-
-/// Gzip (libdeflate at [`GZIP_LEVEL`]) on every core: the input is cut into chunks of
-/// [`GZIP_CHUNK`] bytes, each compressed as its own gzip member on its own thread, and the
-/// members are written in order. Concatenated members are one valid gzip stream (RFC 1952
-/// §2.2; Go's, containerd's and flate2's readers all read them), the output is the same bytes
-/// for the same input (so digests are reproducible), and at most one chunk per core is in
-/// flight, so memory stays bounded however large the layer.
-pub fn gzip_parallel(source: &mut impl Read, out: &mut impl Write) -> std::io::Result<()> {
-    use std::collections::VecDeque;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let joined = |h: std::thread::ScopedJoinHandle<'_, std::io::Result<Vec<u8>>>| {
-        h.join()
-            .map_err(|_| std::io::Error::other("a gzip worker panicked"))?
-    };
-    std::thread::scope(|scope| -> std::io::Result<()> {
-        let mut pending = VecDeque::new();
-        let mut chunks = 0usize;
-        loop {
-            let mut chunk = Vec::with_capacity(GZIP_CHUNK);
-            let read = (&mut *source)
-                .take(GZIP_CHUNK as u64)
-                .read_to_end(&mut chunk)?;
-            if read == 0 && chunks > 0 {
-                break;
-            }
-            chunks += 1;
-            if pending.len() >= workers {
-                out.write_all(&joined(pending.pop_front().expect("non-empty"))?)?;
-            }
-            pending.push_back(scope.spawn(move || gzip_member(&chunk)));
-            if read < GZIP_CHUNK {
-                break;
-            }
-        }
-        while let Some(h) = pending.pop_front() {
-            out.write_all(&joined(h)?)?;
-        }
-        Ok(())
-    })
-}
-
-/// libdeflate's compression level for gzip layers. Measured on one core over the benchmark
-/// fixture: zlib level 6 (what `gzip -6` writes) gives 0.326 of the input at 72 MB/s and
-/// libdeflate level 6 0.315 at 102 MB/s (arm64 layers); libdeflate level 2 gives 0.340 at
-/// 159 MB/s, level 4 0.334 at 144 MB/s (amd64 layers). buildah's and skopeo's pgzip output of
-/// the same layers is 0.350: level 2 keeps layers smaller than theirs at twice zlib's speed.
-const GZIP_LEVEL: i32 = 2;
-
-/// One gzip member at [`GZIP_LEVEL`].
-fn gzip_member(chunk: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut compressor = libdeflater::Compressor::new(
-        libdeflater::CompressionLvl::new(GZIP_LEVEL).expect("a valid libdeflate level"),
-    );
-    let mut out = vec![0; compressor.gzip_compress_bound(chunk.len())];
-    let written = compressor
-        .gzip_compress(chunk, &mut out)
-        .map_err(|e| std::io::Error::other(format!("gzip: {e:?}")))?;
-    out.truncate(written);
-    Ok(out)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parallel_gzip_is_one_valid_reproducible_stream() {
-        let sizes = [0, 1, GZIP_CHUNK - 1, GZIP_CHUNK, 2 * GZIP_CHUNK + 5];
-        for size in sizes {
-            let input: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            let mut first = Vec::new();
-            gzip_parallel(&mut &input[..], &mut first).unwrap();
-            let mut again = Vec::new();
-            gzip_parallel(&mut &input[..], &mut again).unwrap();
-            assert_eq!(first, again, "{size} bytes: not reproducible");
-            let mut back = Vec::new();
-            flate2::read::MultiGzDecoder::new(&first[..])
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(
-                back, input,
-                "{size} bytes: does not decompress to the input"
-            );
-            assert_eq!(&first[..2], b"\x1f\x8b");
-        }
-    }
-
-    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, bytes) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, path, *bytes).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
-
-    /// A legacy `docker save` archive: config, one layer used twice (the second a symlink).
-    fn legacy_export(layer: &[u8], config: &[u8]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, bytes) in [
-            ("aaa/layer.tar", layer),
-            ("aaa/VERSION", &b"1.0"[..]),
-            ("cfg.json", config),
-            (
-                "manifest.json",
-                &br#"[{"Config":"cfg.json","RepoTags":null,"Layers":["aaa/layer.tar","bbb/layer.tar"]}]"#[..],
-            ),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, path, bytes).unwrap();
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_cksum();
-        b.append_link(&mut h, "bbb/layer.tar", "../aaa/layer.tar")
-            .unwrap();
-        b.into_inner().unwrap()
-    }
-
-    #[test]
-    fn converts_a_legacy_export_and_remembers_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::open(dir.path()).unwrap();
-        let layer = tar_of(&[("hello", &b"hello world\n".repeat(1000)[..])]);
-        let config = br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers"}}"#;
-        let export = legacy_export(&layer, config);
-        let slots = Slots::new(2);
-        let ids = [crate::oci::sha256(&layer), crate::oci::sha256(&layer)];
-        let c = read_export(&export[..], "img", &ids, Compression::Gzip, &cache, &slots).unwrap();
-        assert_eq!(c.config, config, "config bytes kept exactly");
-        assert_eq!(
-            c.diff_ids,
-            vec![crate::oci::sha256(&layer), crate::oci::sha256(&layer)]
-        );
-        assert_eq!(c.compressed, 1, "the shared layer is compressed once");
-        let blob = std::fs::read(cache.blob_path(&c.layers[0].digest)).unwrap();
-        assert_eq!(crate::oci::sha256(&blob), c.layers[0].digest);
-        assert_eq!(blob.len() as u64, c.layers[0].size);
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&blob[..])
-            .read_to_end(&mut plain)
-            .unwrap();
-        assert_eq!(plain, layer);
-        // A second run compresses nothing, and the cache alone can answer.
-        let again =
-            read_export(&export[..], "img", &ids, Compression::Gzip, &cache, &slots).unwrap();
-        assert_eq!(again.compressed, 0);
-        assert_eq!(again.layers, c.layers);
-        let hit = from_cache(
-            &cache,
-            &crate::oci::sha256(config),
-            &c.diff_ids,
-            Compression::Gzip,
-        )
-        .unwrap();
-        assert_eq!(hit.layers, c.layers);
-        assert!(from_cache(
-            &cache,
-            &crate::oci::sha256(config),
-            &c.diff_ids,
-            Compression::Zstd
-        )
-        .is_none());
-    }
-
-    #[test]
-    fn zstd_on_request_and_bad_archives_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::open(dir.path()).unwrap();
-        let layer = tar_of(&[("x", &b"x"[..])]);
-        let export = legacy_export(&layer, b"{}");
-        let c = read_export(
-            &export[..],
-            "img",
-            &[],
-            Compression::Zstd,
-            &cache,
-            &Slots::new(1),
-        )
-        .unwrap();
-        let blob = std::fs::read(cache.blob_path(&c.layers[0].digest)).unwrap();
-        assert_eq!(zstd::decode_all(&blob[..]).unwrap(), layer);
-        let err = read_export(
-            &tar_of(&[("x", b"y")])[..],
-            "img",
-            &[],
-            Compression::Gzip,
-            &cache,
-            &Slots::new(1),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("manifest.json is missing"), "{err}");
-    }
-
-    /// An OCI-style export (Docker 25 and later): layers under `blobs/sha256/<diffID>`.
-    fn oci_export(layers: &[(&str, &[u8])], config: &[u8]) -> Vec<u8> {
-        let config_path = format!("blobs/sha256/{}", &crate::oci::sha256(config)[7..]);
-        let paths: Vec<String> = layers
-            .iter()
-            .map(|(id, _)| format!("blobs/sha256/{}", &id[7..]))
-            .collect();
-        let manifest = serde_json::json!([{ "Config": config_path, "Layers": paths }]).to_string();
-        let mut files: Vec<(&str, &[u8])> = paths
-            .iter()
-            .zip(layers)
-            .map(|(p, (_, bytes))| (p.as_str(), *bytes))
-            .collect();
-        files.push((&config_path, config));
-        files.push(("manifest.json", manifest.as_bytes()));
-        tar_of(&files)
-    }
-
-    #[test]
-    fn streams_new_layers_and_does_not_read_cached_ones_an_oci_export_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::open(dir.path()).unwrap();
-        let slots = Slots::new(1);
-        // Large enough to take the streaming path through several gzip members.
-        let base: Vec<u8> = (0..(9usize << 20)).map(|i| (i * 31 % 253) as u8).collect();
-        let top = tar_of(&[("app", &b"new code\n".repeat(100)[..])]);
-        let (base_id, top_id) = (crate::oci::sha256(&base), crate::oci::sha256(&top));
-        let config = br#"{"architecture":"amd64","os":"linux"}"#;
-        let ids = [base_id.clone(), top_id.clone()];
-        let first = oci_export(&[(&base_id, &base), (&top_id, &top)], config);
-        let c = read_export(&first[..], "img", &ids, Compression::Gzip, &cache, &slots).unwrap();
-        assert_eq!(c.compressed, 2);
-        assert_eq!(c.diff_ids, ids);
-        for (layer, plain) in c.layers.iter().zip([&base, &top]) {
-            let blob = std::fs::read(cache.blob_path(&layer.digest)).unwrap();
-            assert_eq!(crate::oci::sha256(&blob), layer.digest);
-            let mut back = Vec::new();
-            flate2::read::MultiGzDecoder::new(&blob[..])
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(&back, plain);
-        }
-        assert_eq!(
-            cache.plain_size(&base_id, Compression::Gzip),
-            Some(Some(base.len() as u64))
-        );
-        // The base layer is cached: its bytes in the next export are never read (here they
-        // are garbage of the same size), only the changed top layer is compressed.
-        let top2 = tar_of(&[("app", &b"newer code\n".repeat(100)[..])]);
-        let top2_id = crate::oci::sha256(&top2);
-        let garbage = vec![0u8; base.len()];
-        let second = oci_export(&[(&base_id, &garbage), (&top2_id, &top2)], config);
-        let ids2 = [base_id.clone(), top2_id.clone()];
-        let c2 = read_export(&second[..], "img", &ids2, Compression::Gzip, &cache, &slots).unwrap();
-        assert_eq!(c2.compressed, 1);
-        assert_eq!(c2.layers[0], c.layers[0]);
-        assert_eq!(c2.diff_ids, ids2);
-    }
-
-    #[test]
-    fn a_legacy_layer_of_a_cached_size_but_new_content_is_compressed() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::open(dir.path()).unwrap();
-        let slots = Slots::new(1);
-        let layer: Vec<u8> = (0..(3usize << 20)).map(|i| (i % 241) as u8).collect();
-        let config = br#"{"architecture":"arm64","os":"linux"}"#;
-        let ids = [crate::oci::sha256(&layer), crate::oci::sha256(&layer)];
-        let export = legacy_export(&layer, config);
-        assert_eq!(
-            read_export(&export[..], "img", &ids, Compression::Gzip, &cache, &slots)
-                .unwrap()
-                .compressed,
-            1
-        );
-        // Another layer of the same size under a legacy (opaque) path: it may be the cached
-        // one, so it is spooled and hashed first; being different, it is then compressed.
-        let mut other = layer.clone();
-        other[0] ^= 1;
-        let other_id = crate::oci::sha256(&other);
-        let export = legacy_export(&other, config);
-        let c = read_export(
-            &export[..],
-            "img",
-            &[ids[0].clone(), other_id.clone()],
-            Compression::Gzip,
-            &cache,
-            &slots,
-        )
-        .unwrap();
-        assert_eq!(c.compressed, 1);
-        assert_eq!(c.diff_ids, vec![other_id.clone(), other_id]);
-        assert_ne!(
-            c.layers[0],
-            cache.layer(&ids[0], Compression::Gzip).unwrap()
-        );
-    }
-}
+mod tests;
