@@ -43,6 +43,7 @@ impl CheckOptions {
         !self.ignore.is_empty() && self.ignore_set.is_match(path)
     }
 }
+
 /// `elf-arch-mismatch` for one loadable ELF file, if its identity is not the platform's.
 pub fn arch_finding(
     path: &str,

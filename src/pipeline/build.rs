@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::buildkit::BuildEngine;
-use crate::buildkit::{self, dockerfile, BuildEvent, BuildOptions, BuildRequest, BuiltImage};
+use crate::buildkit::{
+    self, dockerfile, BuildEngine, BuildEvent, BuildOptions, BuildRequest, BuiltImage,
+};
 use crate::finding::Finding;
 use crate::plan::Plan;
 
