@@ -1,7 +1,6 @@
 //! `archbuild init`'s library half: find the Dockerfiles under a folder, name an image after
 //! each, and render a commented `archbuild.toml` from `templates/archbuild.toml.j2`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -158,18 +157,10 @@ pub fn write(path: &Path, text: &str, force: bool) -> Result<(), InitError> {
     if path.exists() && !force {
         return Err(InitError::Exists(path.to_path_buf()));
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let err = |source: std::io::Error| InitError::Write {
+    crate::atomic_file::write(path, text.as_bytes()).map_err(|source| InitError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(text.as_bytes()).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

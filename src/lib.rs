@@ -12,6 +12,7 @@
 //! - [`layers`]: the streamed layer walker and the whiteout-applied filesystem.
 //! - [`reference`]: Docker's syntax of repositories, tags, digests, registry hosts, builder URLs.
 //! - [`source`], [`store`]: the transports users type, and the `Store` trait images are read from.
+//! - [`atomic_file`]: the one way a file is written (exclusive temporary, synced, renamed).
 //!
 //! Project:
 //! - [`config`]: `archbuild.toml` into a checked `Project`, with file:line:column errors.
@@ -35,6 +36,7 @@
 //! - [`cli`]: flags, dispatch and printing; progress bars live only in `cli::progress`.
 
 // Pure core.
+pub mod atomic_file;
 pub mod elf;
 pub mod finding;
 pub mod layers;

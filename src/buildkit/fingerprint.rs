@@ -106,10 +106,7 @@ pub fn load(cache_dir: &Path, request: &BuildRequest) -> Option<CacheEntry> {
 pub fn store(cache_dir: &Path, request: &BuildRequest, entry: &CacheEntry) -> std::io::Result<()> {
     std::fs::create_dir_all(cache_dir)?;
     let path = entry_path(cache_dir, request);
-    let mut file = tempfile::NamedTempFile::new_in(cache_dir)?;
-    serde_json::to_writer_pretty(&mut file, entry)?;
-    file.persist(&path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic_file::write_with(&path, |file| Ok(serde_json::to_writer_pretty(file, entry)?))
 }
 
 #[cfg(test)]

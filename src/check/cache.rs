@@ -67,7 +67,7 @@ pub fn store(dir: &Path, key: &Key<'_>, report: &CheckReport) {
     if let Some(parent) = target.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let _ = crate::oci::layout::write_atomic(&target, &bytes);
+    let _ = crate::atomic_file::write(&target, &bytes);
 }
 
 #[cfg(test)]

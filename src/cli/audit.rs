@@ -167,10 +167,7 @@ fn write_patches(dir: &Path, audit: &Audit) -> anyhow::Result<Vec<PathBuf>> {
         .chain(&audit.toleration_patches)
     {
         let path = dir.join(&patch.file_name);
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
-        std::io::Write::write_all(&mut tmp, patch.yaml.as_bytes())?;
-        tmp.persist(&path)
+        crate::atomic_file::write(&path, patch.yaml.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
     }

@@ -5,12 +5,12 @@
 //! `index.json` or blob; blobs already present are reused. Manifests read are checked against
 //! their digests; blobs are streamed, for the reader to verify as it reads.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::digest;
 use super::documents::{self, Descriptor, Index};
 use super::media_types as mt;
+use crate::atomic_file;
 use crate::store::{BlobReader, RawManifest, Store, StoreError};
 
 /// The annotation naming a tag in an OCI layout.
@@ -46,7 +46,7 @@ impl Layout {
         std::fs::create_dir_all(dir.join("blobs/sha256"))?;
         let layout = Layout { dir: dir.into() };
         if !dir.join("oci-layout").is_file() {
-            write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
+            atomic_file::write(&dir.join("oci-layout"), OCI_LAYOUT)?;
         }
         if !dir.join("index.json").is_file() {
             let empty = Index {
@@ -54,7 +54,7 @@ impl Layout {
                 media_type: Some(mt::OCI_INDEX.into()),
                 ..Default::default()
             };
-            write_atomic(&dir.join("index.json"), &documents::to_bytes(&empty))?;
+            atomic_file::write(&dir.join("index.json"), &documents::to_bytes(&empty))?;
         }
         Ok(layout)
     }
@@ -85,7 +85,7 @@ impl Layout {
         if self.has_blob(digest, bytes.len() as u64) {
             return Ok(());
         }
-        write_atomic(&self.writable_blob_path(digest)?, bytes)
+        atomic_file::write(&self.writable_blob_path(digest)?, bytes)
     }
 
     /// Stores a file's content under its (already computed) digest: hard-linked when on the
@@ -94,12 +94,7 @@ impl Layout {
         if self.has_blob(digest, size) {
             return Ok(());
         }
-        let target = self.writable_blob_path(digest)?;
-        let temp = temp_name(&target);
-        if std::fs::hard_link(file, &temp).is_err() {
-            std::fs::copy(file, &temp)?;
-        }
-        std::fs::rename(&temp, &target)
+        crate::atomic_file::place(file, &self.writable_blob_path(digest)?)
     }
 
     /// Points each of `names` at `manifest` (stored as a blob first): entries with the same
@@ -121,7 +116,7 @@ impl Layout {
                 platform: None,
             });
         }
-        write_atomic(&self.dir.join("index.json"), &documents::to_bytes(&index))
+        atomic_file::write(&self.dir.join("index.json"), &documents::to_bytes(&index))
     }
 
     /// The layout's `index.json`.
@@ -232,26 +227,6 @@ fn known_refs(index: &Index) -> String {
 
 /// A temp file name next to `target`, unique per process and per call: threads writing the
 /// same target at once (two images sharing a layer) must not rename each other's temp file.
-fn temp_name(target: &Path) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file");
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    target.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
-}
-
-/// Writes a file by way of a temp file in the same folder, synced and renamed into place.
-pub fn write_atomic(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = temp_name(target);
-    let mut f = std::fs::File::create(&temp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&temp, target)
-}
-
 impl Store for Layout {
     async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
         let index_bytes = tokio::fs::read(self.dir.join("index.json"))
@@ -322,23 +297,6 @@ mod tests {
             media_type: mt::OCI_INDEX.into(),
             digest: digest::sha256(text.as_bytes()),
         }
-    }
-
-    #[test]
-    fn threads_writing_the_same_file_at_once_all_succeed() {
-        // Two images sharing a layer record it in the cache at the same moment.
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("entry");
-        std::thread::scope(|scope| {
-            let writers: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| (0..50).try_for_each(|_| write_atomic(&target, b"same"))))
-                .collect();
-            for w in writers {
-                w.join().unwrap().unwrap();
-            }
-        });
-        assert_eq!(std::fs::read(&target).unwrap(), b"same");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[tokio::test]

@@ -132,13 +132,12 @@ pub fn write_report(project: &Project, report: &Report) -> anyhow::Result<Report
 /// Writes the digests of what was published as `docker buildx build --metadata-file` does.
 pub fn write_metadata(file: &Path, published: &[Published]) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&publish::metadata(published))?;
-    crate::oci::layout::write_atomic(file, format!("{text}\n").as_bytes())
+    crate::atomic_file::write(file, format!("{text}\n").as_bytes())
         .with_context(|| format!("writing the metadata file {}", file.display()))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::oci::layout::write_atomic(path, bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    crate::atomic_file::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The report's creation time: `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.

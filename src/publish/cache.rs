@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use super::assemble::{Compression, Layer};
-use crate::oci::layout::write_atomic;
 
 /// The compression cache.
 #[derive(Clone, Debug)]
@@ -81,7 +80,7 @@ impl BlobCache {
         plain_size: u64,
     ) -> std::io::Result<()> {
         let line = format!("{} {} {plain_size}\n", layer.digest, layer.size);
-        write_atomic(
+        crate::atomic_file::write(
             &self.entry_path(diff_id, layer.compression),
             line.as_bytes(),
         )
@@ -98,7 +97,7 @@ impl BlobCache {
     pub fn put_config(&self, bytes: &[u8]) -> std::io::Result<String> {
         let digest = crate::oci::sha256(bytes);
         if self.config(&digest).is_none() {
-            write_atomic(&self.blob_path(&digest), bytes)?;
+            crate::atomic_file::write(&self.blob_path(&digest), bytes)?;
         }
         Ok(digest)
     }
