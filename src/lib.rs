@@ -9,6 +9,8 @@
 //! - [`oci`]: media types, index/manifest/config documents, digests, index format and
 //!   compression; `oci::layout` is its one I/O part (the OCI layout folder).
 //! - [`elf`]: what the kernel reads before it execs a file.
+//! - [`dockerfile`]: the one Dockerfile reader (directives, global `ARG`s, stages, heredocs) and
+//!   the pre-flight warnings.
 //! - [`layers`]: the streamed layer walker and the whiteout-applied filesystem.
 //! - [`reference`]: Docker's syntax of repositories, tags, digests, registry hosts, builder URLs.
 //! - [`source`], [`store`]: the transports users type, and the `Store` trait images are read from.
@@ -37,6 +39,7 @@
 
 // Pure core.
 pub mod atomic_file;
+pub mod dockerfile;
 pub mod elf;
 pub mod finding;
 pub mod layers;

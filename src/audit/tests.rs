@@ -389,3 +389,11 @@ async fn base_images_are_audited_against_the_platforms() {
         f.message
     );
 }
+
+#[test]
+fn dockerfile_bases_skip_heredoc_bodies_and_honour_escape() {
+    let text = "# escape=`\nFROM reg.test/a:1 `\n  AS one\nRUN <<EOF\nFROM reg.test/not-a-base:1\nEOF\nFROM reg.test/b:1\n";
+    let (bases, _) = bases::parse(text, Path::new("Dockerfile"));
+    let got: Vec<_> = bases.iter().map(|b| (b.line, b.image.as_str())).collect();
+    assert_eq!(got, [(2, "reg.test/a:1"), (7, "reg.test/b:1")]);
+}

@@ -17,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 use crate::finding::{Finding, FindingKind};
 use crate::platform::Platform;
 
-use super::dockerfile::{self, Dockerfile};
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
 use super::events::BuildEvent;
 use super::fingerprint::{self, CacheEntry};
 use super::{labels, BuildError, BuildOptions, BuildRequest, BuiltImage};
+use crate::dockerfile::{self, Dockerfile};
 
 /// Two builds per endpoint: one build mostly waits on one thing at a time (the context upload,
 /// a compiler on one core, layer export), so two keep a daemon busy without making every job

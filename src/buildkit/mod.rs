@@ -16,7 +16,6 @@ use crate::platform::Platform;
 
 pub mod context;
 pub mod docker;
-pub mod dockerfile;
 pub mod dockerignore;
 pub mod engine;
 pub mod error;

@@ -8,9 +8,8 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::buildkit::{
-    self, dockerfile, BuildEngine, BuildEvent, BuildOptions, BuildRequest, BuiltImage,
-};
+use crate::buildkit::{self, BuildEngine, BuildEvent, BuildOptions, BuildRequest, BuiltImage};
+use crate::dockerfile;
 use crate::finding::Finding;
 use crate::plan::Plan;
 
