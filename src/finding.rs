@@ -1,6 +1,7 @@
 //! Findings: what `check`, `verify`, `build` and `audit` report, in the JSON shape of
 //! `cli-contract.md`, and how a set of findings maps to an exit status.
 
+use crate::platform::Platform;
 use serde::{Deserialize, Serialize};
 
 /// What kind of problem a finding is. The contract's kinds come first; archbuild adds a few
@@ -70,7 +71,7 @@ pub struct Finding {
     pub kind: FindingKind,
     pub severity: Severity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,8 +118,8 @@ impl Finding {
         Finding::new(kind, Severity::Warning, message)
     }
 
-    pub fn with_platform(mut self, platform: impl ToString) -> Self {
-        self.platform = Some(platform.to_string());
+    pub fn with_platform(mut self, platform: &Platform) -> Self {
+        self.platform = Some(platform.clone());
         self
     }
 
@@ -191,7 +192,7 @@ mod tests {
     #[test]
     fn serialises_in_the_contract_shape() {
         let f = Finding::error(FindingKind::ElfArchMismatch, "wrong")
-            .with_platform("linux/arm64")
+            .with_platform(&Platform::parse("linux/arm64").unwrap())
             .with_path("/app")
             .with_expected_actual("aarch64", "x86-64");
         let v = serde_json::to_value(&f).unwrap();

@@ -383,14 +383,14 @@ impl ElfIdentity {
 
     /// The platforms whose programs have this identity (ignoring the float ABI), canonical
     /// names first: what a user would call the file's architecture.
-    pub fn platform_names(&self) -> Vec<String> {
+    pub fn platforms(&self) -> Vec<Platform> {
         KNOWN_PLATFORMS
             .iter()
             .filter_map(|k| {
                 let p = Platform::parse(k).ok()?;
                 let id = p.elf_identity()?;
                 (id.machine == self.machine && id.class == self.class && id.endian == self.endian)
-                    .then(|| k.to_string())
+                    .then_some(p)
             })
             .collect()
     }

@@ -205,9 +205,8 @@ impl ImageReport {
             if f.kind != FindingKind::PlatformMissing || f.severity != Severity::Error {
                 continue;
             }
-            let platform = f.platform.as_deref().and_then(|p| Platform::parse(p).ok());
-            if let Some(p) = platform.filter(|p| !missing.contains(p)) {
-                missing.push(p);
+            if let Some(p) = f.platform.as_ref().filter(|p| !missing.contains(p)) {
+                missing.push(p.clone());
             }
         }
         missing

@@ -174,7 +174,10 @@ async fn broken_sidecar_and_init_container_cronjob_and_a_pinned_daemonset() {
         .iter()
         .find(|f| f.container.as_deref() == Some("envoy"))
         .unwrap();
-    assert_eq!(envoy.platform.as_deref(), Some("linux/arm64"));
+    assert_eq!(
+        envoy.platform.as_ref().map(ToString::to_string).as_deref(),
+        Some("linux/arm64")
+    );
     assert_eq!(envoy.image.as_deref(), Some("reg.test/envoy:1"));
     assert!(
         envoy.message.contains("it has linux/amd64, linux/s390x"),

@@ -60,11 +60,7 @@ pub fn arch_finding(
     let same_cpu = expected.machine == actual.machine
         && expected.class == actual.class
         && expected.endian == actual.endian;
-    let foreign = actual
-        .platform_names()
-        .into_iter()
-        .filter_map(|p| Platform::parse(&p).ok())
-        .find(|p| platform.runs(p));
+    let foreign = actual.platforms().into_iter().find(|p| platform.runs(p));
     let arch = &platform.architecture;
     let finding = if same_cpu {
         let abi = |a: Option<FloatAbi>| match a {

@@ -38,9 +38,9 @@ pub struct ImageChecklist {
     pub reference: Option<String>,
     /// `REPO@sha256:…` of each platform's image.
     pub platform_references: Vec<PlatformReference>,
-    pub required_platforms: Vec<String>,
+    pub required_platforms: Vec<Platform>,
     /// Built platforms whose content passed the checks.
-    pub covered_platforms: Vec<String>,
+    pub covered_platforms: Vec<Platform>,
     /// Node architectures the image does not run on.
     pub uncovered_architectures: Vec<String>,
     /// `["linux/amd64", "linux/arm64"]`: the platforms line `archbuild.toml` should have.
@@ -54,7 +54,7 @@ pub struct ImageChecklist {
 /// A platform and the digest-pinned reference of its image.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlatformReference {
-    pub platform: String,
+    pub platform: Platform,
     pub reference: String,
 }
 
@@ -148,13 +148,13 @@ fn image(report: &ImageReport, node_architectures: &[String]) -> ImageChecklist 
             .manifests
             .iter()
             .map(|(p, d)| PlatformReference {
-                platform: p.to_string(),
+                platform: p.clone(),
                 reference: format!("{}@{d}", report.repository),
             })
             .collect(),
-        required_platforms: strings(&report.required_platforms),
-        covered_platforms: strings(&covered),
+        required_platforms: report.required_platforms.clone(),
         covers_arm64: covered.iter().any(|p| p.architecture == "arm64"),
+        covered_platforms: covered,
         uncovered_architectures: uncovered,
         platforms_toml: format!(
             "[{}]",
@@ -170,7 +170,7 @@ fn image(report: &ImageReport, node_architectures: &[String]) -> ImageChecklist 
 
 /// The built platforms whose content had no error finding.
 fn covered_platforms(report: &ImageReport, classification: &Classification) -> Vec<Platform> {
-    let broken: BTreeSet<String> = report
+    let broken: BTreeSet<Platform> = report
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Error && f.kind != FindingKind::PlatformMissing)
@@ -183,7 +183,7 @@ fn covered_platforms(report: &ImageReport, classification: &Classification) -> V
     report
         .built_platforms
         .iter()
-        .filter(|p| !broken.contains(&p.to_string()))
+        .filter(|p| !broken.contains(p))
         .cloned()
         .collect()
 }
@@ -228,8 +228,4 @@ fn migration(images: &[ImageChecklist]) -> Option<Migration> {
         toleration_file: patch.file_name,
         toleration_yaml: patch.yaml,
     })
-}
-
-fn strings(platforms: &[Platform]) -> Vec<String> {
-    platforms.iter().map(ToString::to_string).collect()
 }

@@ -64,7 +64,7 @@ fn missing_platform_build() -> Report {
         FindingKind::PlatformMissing,
         "the index of registry.example.com/team/worker:2.0.1 has no linux/arm64 image: pods on arm64 nodes fail to pull with 'no match for platform in manifest'",
     )
-    .with_platform("linux/arm64")
+    .with_platform(&Platform::parse("linux/arm64").unwrap())
     .with_image("registry.example.com/team/worker:2.0.1")];
     report(vec![api(), worker])
 }

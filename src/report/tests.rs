@@ -63,7 +63,7 @@ fn content_findings_win_over_everything_else() {
         FindingKind::ElfArchMismatch,
         "x86-64 program in arm64 image",
     )
-    .with_platform("linux/arm64")
+    .with_platform(&Platform::parse("linux/arm64").unwrap())
     .with_path("/app");
     image.findings.push(wrong.clone());
     assert_eq!(

@@ -201,14 +201,14 @@ async fn check_contents<S: Store>(
     report: &mut VerifyReport,
     opts: &CheckOptions,
 ) -> Result<(), StoreError> {
-    let already_broken: HashSet<Option<String>> = report
+    let already_broken: HashSet<Option<Platform>> = report
         .findings
         .iter()
         .filter(|f| f.kind == FindingKind::BrokenReference)
         .map(|f| f.platform.clone())
         .collect();
     for child in report.children.clone() {
-        let key = Some(child.platform.to_string());
+        let key = Some(child.platform.clone());
         if already_broken.contains(&key) || already_broken.contains(&None) {
             continue;
         }
@@ -292,7 +292,7 @@ fn broken(image: &str, entry: &Descriptor, why: String) -> Finding {
     )
     .with_image(image);
     if let Some(p) = entry.platform() {
-        f = f.with_platform(p);
+        f = f.with_platform(&p);
     }
     f
 }

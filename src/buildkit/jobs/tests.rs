@@ -323,5 +323,12 @@ async fn emulation_findings_ask_each_builder_for_its_platform() {
     ];
     let findings = emulation_findings(&engine, &requests).await;
     assert_eq!(findings.len(), 1);
-    assert_eq!(findings[0].platform.as_deref(), Some("linux/arm64"));
+    assert_eq!(
+        findings[0]
+            .platform
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("linux/arm64")
+    );
 }
