@@ -2,12 +2,173 @@
 //! repositories, digests and registry hosts, and the builder URLs. Pure; `config` and
 //! `source` both check with it. Each check returns the message a user should read, saying
 //! what is wrong and what would be right.
+//!
+//! [`ImageRef`] is the one image reference type: parsed here once (from `archbuild.toml`, a
+//! `SOURCE` argument or a Kubernetes manifest) and used by the build, publish, verify and the
+//! audit; the registry client's own type appears only inside `registry`.
 
 /// Schemes a builder URL may use, as the Docker CLI accepts them in `DOCKER_HOST`.
 pub const BUILDER_SCHEMES: &[&str] = &["unix", "tcp", "ssh", "npipe"];
 
 const BUILDER_FORMS: &str =
     "use unix:///PATH, tcp://HOST:PORT, ssh://USER@HOST, npipe:////./pipe/NAME or context:NAME";
+
+/// An image reference by Docker's rules: `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, normalised as
+/// the Docker CLI does (`docker.io` and `library/` for Docker Hub names, `latest` when neither
+/// tag nor digest is given).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageRef {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
+}
+
+/// Docker Hub's registry name as references spell it.
+pub const DOCKER_HUB: &str = "docker.io";
+
+impl ImageRef {
+    /// Parses a reference, checked by hand against the distribution grammar (building the
+    /// grammar's regular expression costs more than a whole `verify`). The error says what is
+    /// wrong and what would be right.
+    pub fn parse(s: &str) -> Result<ImageRef, String> {
+        if s.is_empty() {
+            return Err("it is empty".into());
+        }
+        let (named, digest) = match s.split_once('@') {
+            Some((named, digest)) => (named, Some(digest)),
+            None => (s, None),
+        };
+        if let Some(digest) = digest {
+            check_digest(digest)?;
+        }
+        let (name, tag) = match named.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+            _ => (named, None),
+        };
+        if let Some(tag) = tag {
+            check_tag(tag)?;
+        }
+        check_repository(name)?;
+        let (registry, repository) = match split_domain(name) {
+            (Some(domain), path) if domain != "index.docker.io" => (domain, path.to_string()),
+            (_, path) if path.contains('/') => (DOCKER_HUB, path.to_string()),
+            (_, path) => (DOCKER_HUB, format!("library/{path}")),
+        };
+        let tag = match (tag, digest) {
+            (None, None) => Some("latest".to_string()),
+            (tag, _) => tag.map(str::to_string),
+        };
+        Ok(ImageRef {
+            registry: registry.to_string(),
+            repository,
+            tag,
+            digest: digest.map(str::to_string),
+        })
+    }
+
+    /// The registry host, with its port: `ghcr.io`, `localhost:5000`, `docker.io`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The path in the registry: `acme/api`, `library/busybox`.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
+    }
+
+    /// What to ask the repository for: the digest if there is one, else the tag.
+    pub fn tag_or_digest(&self) -> &str {
+        self.digest().or(self.tag()).unwrap_or("latest")
+    }
+
+    /// `registry/repository`, without tag or digest.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// `registry/repository[:tag][@digest]`, fully spelled out.
+    pub fn whole(&self) -> String {
+        let mut s = self.name();
+        if let Some(tag) = &self.tag {
+            s.push(':');
+            s.push_str(tag);
+        }
+        if let Some(digest) = &self.digest {
+            s.push('@');
+            s.push_str(digest);
+        }
+        s
+    }
+
+    /// The repository as the Docker CLI shows it: `api` for `docker.io/library/api`,
+    /// `acme/api` for `docker.io/acme/api`, others unchanged.
+    pub fn familiar_name(&self) -> String {
+        if self.registry != DOCKER_HUB {
+            return self.name();
+        }
+        self.repository
+            .strip_prefix("library/")
+            .filter(|rest| !rest.contains('/'))
+            .unwrap_or(&self.repository)
+            .to_string()
+    }
+
+    /// The same repository with `tag` (and no digest); `tag` must be valid (see [`check_tag`]).
+    pub fn with_tag(&self, tag: &str) -> ImageRef {
+        ImageRef {
+            tag: Some(tag.to_string()),
+            digest: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same repository by `digest` (and no tag).
+    pub fn with_digest(&self, digest: &str) -> ImageRef {
+        ImageRef {
+            tag: None,
+            digest: Some(digest.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// Another repository of the same registry (`path` already checked).
+    pub fn in_repository(&self, path: &str) -> ImageRef {
+        ImageRef {
+            repository: path.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    /// The familiar form, as the Docker CLI prints references: `api:1.0`, `ghcr.io/acme/api:1.0`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.familiar_name())?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for ImageRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ImageRef::parse(s)
+    }
+}
 
 /// Checks a tag against Docker's grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn check_tag(tag: &str) -> Result<(), String> {
@@ -274,6 +435,39 @@ pub fn is_path_component(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_reference_is_normalised_once_and_shown_as_docker_shows_it() {
+        let hub = ImageRef::parse("api").unwrap();
+        assert_eq!(hub.whole(), "docker.io/library/api:latest");
+        assert_eq!(hub.to_string(), "api:latest");
+        assert_eq!(hub.with_tag("1.0").to_string(), "api:1.0");
+        let org = ImageRef::parse("index.docker.io/acme/api:2").unwrap();
+        assert_eq!(
+            (org.registry(), org.repository()),
+            ("docker.io", "acme/api")
+        );
+        assert_eq!(org.to_string(), "acme/api:2");
+        let local = ImageRef::parse("localhost:5000/team/api").unwrap();
+        assert_eq!(local.familiar_name(), "localhost:5000/team/api");
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let pinned = local.with_digest(&digest);
+        assert_eq!(
+            (pinned.tag(), pinned.tag_or_digest()),
+            (None, digest.as_str())
+        );
+        assert_eq!(
+            pinned.to_string(),
+            format!("localhost:5000/team/api@{digest}")
+        );
+        assert_eq!(
+            local.in_repository("team/web").with_tag("v1").whole(),
+            "localhost:5000/team/web:v1"
+        );
+        assert!(ImageRef::parse("Team/API")
+            .unwrap_err()
+            .contains("capital letters"));
+    }
 
     #[test]
     fn tags_follow_docker_grammar() {

@@ -5,13 +5,13 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use oci_client::Reference;
+use crate::reference::ImageRef;
 
 /// Where an image or index is read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// A registry reference: `REGISTRY/REPO[:TAG]` or `REGISTRY/REPO@sha256:...`.
-    Registry(Reference),
+    Registry(ImageRef),
     /// An OCI image layout folder, and optionally the `org.opencontainers.image.ref.name` to pick.
     OciLayout {
         dir: PathBuf,
@@ -97,45 +97,11 @@ fn split_layout(rest: &str) -> (&str, Option<String>) {
     }
 }
 
-/// Parses a registry reference the way the Docker CLI does (`docker.io/library/` defaults,
-/// `latest` when neither tag nor digest is given). Checked by hand against the distribution
-/// grammar: building the grammar's regular expression costs more than a whole `verify`.
-pub fn parse_registry(s: &str) -> Result<Reference, SourceError> {
-    use crate::reference::{check_digest, check_repository, check_tag, split_domain};
-    let bad = |reason: String| SourceError::BadReference {
+/// Parses a registry reference the way the Docker CLI does (see [`ImageRef::parse`]).
+pub fn parse_registry(s: &str) -> Result<ImageRef, SourceError> {
+    ImageRef::parse(s).map_err(|reason| SourceError::BadReference {
         given: s.into(),
         reason,
-    };
-    if s.is_empty() {
-        return Err(bad("it is empty".into()));
-    }
-    let (named, digest) = match s.split_once('@') {
-        Some((named, digest)) => (named, Some(digest)),
-        None => (s, None),
-    };
-    if let Some(digest) = digest {
-        check_digest(digest).map_err(bad)?;
-    }
-    let (name, tag) = match named.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
-        _ => (named, None),
-    };
-    if let Some(tag) = tag {
-        check_tag(tag).map_err(bad)?;
-    }
-    check_repository(name).map_err(bad)?;
-    let (registry, path) = match split_domain(name) {
-        (Some(domain), path) if domain != "index.docker.io" => (domain, path.to_string()),
-        (_, path) if path.contains('/') => ("docker.io", path.to_string()),
-        (_, path) => ("docker.io", format!("library/{path}")),
-    };
-    let registry = registry.to_string();
-    Ok(match (tag, digest) {
-        (Some(tag), Some(digest)) => {
-            Reference::with_tag_and_digest(registry, path, tag.into(), digest.into())
-        }
-        (None, Some(digest)) => Reference::with_digest(registry, path, digest.into()),
-        (tag, None) => Reference::with_tag(registry, path, tag.unwrap_or("latest").into()),
     })
 }
 
@@ -174,6 +140,7 @@ impl fmt::Display for Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_client::Reference;
 
     #[test]
     fn registry_references_parse_as_the_distribution_grammar_does() {

@@ -14,7 +14,7 @@ pub mod resolver;
 
 use std::collections::BTreeMap;
 
-use oci_client::Reference;
+use crate::reference::ImageRef;
 use serde::Serialize;
 
 use crate::finding::{Finding, FindingKind};
@@ -101,7 +101,7 @@ pub async fn run<R: PlatformResolver>(
     }
 
     let mut audit = Audit::default();
-    let mut parsed: BTreeMap<String, Reference> = BTreeMap::new();
+    let mut parsed: BTreeMap<String, ImageRef> = BTreeMap::new();
     for (image, users) in &uses {
         match crate::source::parse_registry(image) {
             Ok(r) => {
@@ -117,7 +117,7 @@ pub async fn run<R: PlatformResolver>(
             }
         }
     }
-    let references: Vec<Reference> = parsed.values().cloned().collect();
+    let references: Vec<ImageRef> = parsed.values().cloned().collect();
     let resolved = resolve_all(resolver, &references).await;
 
     let mut covered: BTreeMap<String, ImagePlatforms> = BTreeMap::new();

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::reference::ImageRef;
 use futures_util::{stream, StreamExt};
-use oci_client::Reference;
 use serde::Serialize;
 
 use crate::oci::config::MAX_CONFIG_BYTES;
@@ -61,7 +61,7 @@ pub enum ResolveError {
 /// Resolves image references to the platforms they cover.
 #[allow(async_fn_in_trait)]
 pub trait PlatformResolver {
-    async fn resolve(&self, image: &Reference) -> Result<ImagePlatforms, ResolveError>;
+    async fn resolve(&self, image: &ImageRef) -> Result<ImagePlatforms, ResolveError>;
 }
 
 /// How many images are resolved at once.
@@ -70,9 +70,9 @@ pub const CONCURRENCY: usize = 16;
 /// Resolves each distinct reference once, [`CONCURRENCY`] at a time, keyed by `whole()`.
 pub async fn resolve_all<R: PlatformResolver>(
     resolver: &R,
-    images: &[Reference],
+    images: &[ImageRef],
 ) -> BTreeMap<String, Result<ImagePlatforms, ResolveError>> {
-    let mut distinct: Vec<&Reference> = Vec::new();
+    let mut distinct: Vec<&ImageRef> = Vec::new();
     for image in images {
         if !distinct.iter().any(|d| d.whole() == image.whole()) {
             distinct.push(image);
@@ -88,12 +88,12 @@ pub async fn resolve_all<R: PlatformResolver>(
 /// Opens the store that holds a reference's repository.
 pub trait StoreFactory {
     type Store: Store;
-    fn open(&self, image: &Reference) -> Result<Self::Store, StoreError>;
+    fn open(&self, image: &ImageRef) -> Result<Self::Store, StoreError>;
 }
 
-impl<S: Store, F: Fn(&Reference) -> Result<S, StoreError>> StoreFactory for F {
+impl<S: Store, F: Fn(&ImageRef) -> Result<S, StoreError>> StoreFactory for F {
     type Store = S;
-    fn open(&self, image: &Reference) -> Result<S, StoreError> {
+    fn open(&self, image: &ImageRef) -> Result<S, StoreError> {
         self(image)
     }
 }
@@ -110,9 +110,9 @@ impl<F: StoreFactory> StoreResolver<F> {
 }
 
 impl<F: StoreFactory> PlatformResolver for StoreResolver<F> {
-    async fn resolve(&self, image: &Reference) -> Result<ImagePlatforms, ResolveError> {
+    async fn resolve(&self, image: &ImageRef) -> Result<ImagePlatforms, ResolveError> {
         let store = self.factory.open(image)?;
-        let reference = crate::registry::tag_or_digest(image);
+        let reference = image.tag_or_digest();
         let raw = store.manifest(reference).await?;
         let malformed = |detail: String| ResolveError::Malformed {
             image: image.whole(),

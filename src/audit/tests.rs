@@ -22,7 +22,7 @@ impl FakeResolver {
 }
 
 impl PlatformResolver for FakeResolver {
-    async fn resolve(&self, image: &Reference) -> Result<ImagePlatforms, ResolveError> {
+    async fn resolve(&self, image: &ImageRef) -> Result<ImagePlatforms, ResolveError> {
         self.calls.lock().unwrap().push(image.whole());
         tokio::task::yield_now().await;
         match self.images.get(&image.whole()) {

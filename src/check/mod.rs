@@ -126,7 +126,7 @@ pub async fn check_source(
         }
         Source::Registry(reference) => {
             let store = RegistryStore::new(reference, registry);
-            let tag = crate::registry::tag_or_digest(reference);
+            let tag = reference.tag_or_digest();
             let top = store.manifest(tag).await.map_err(ImageError::from)?;
             check_store(&store, top, &reference.whole(), wanted, opts).await
         }

@@ -63,9 +63,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<Outcome> {
     // One client per registry host, shared by all its repositories: a new client per image
     // costs a connection and a token dance each (three quarters of an audit's time).
     let clients = std::sync::Mutex::new(std::collections::HashMap::<String, RegistryStore>::new());
-    let resolver = StoreResolver::new(|image: &oci_client::Reference| {
+    let resolver = StoreResolver::new(|image: &crate::reference::ImageRef| {
         let mut clients = clients.lock().unwrap_or_else(|e| e.into_inner());
-        let host = image.resolve_registry().to_string();
+        let host = image.registry().to_string();
         let store = match clients.get(&host) {
             Some(first) => first.with_repository(image, &opts),
             None => RegistryStore::new(image, &opts),

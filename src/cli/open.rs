@@ -2,7 +2,7 @@
 //! [`Store`] and the reference to ask it for.
 
 use crate::oci::Layout;
-use crate::registry::{self, RegistryOptions, RegistryStore};
+use crate::registry::{RegistryOptions, RegistryStore};
 use crate::source::Source;
 use crate::store::{BlobReader, RawManifest, Store, StoreError};
 
@@ -25,7 +25,7 @@ pub fn open(
                 insecure_registries: insecure_registries.to_vec(),
                 ..Default::default()
             };
-            let tag = registry::tag_or_digest(&reference).to_string();
+            let tag = reference.tag_or_digest().to_string();
             let store = RegistryStore::new(&reference, &options);
             Ok((OpenedStore::Registry(Box::new(store)), tag))
         }

@@ -16,6 +16,7 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::{Client, Reference};
 
 use crate::oci::{digest, media_types};
+use crate::reference::ImageRef;
 use crate::source::is_loopback_registry;
 use crate::store::{BlobReader, RawManifest, Store, StoreError};
 
@@ -38,14 +39,9 @@ impl RegistryOptions {
     }
 }
 
-/// The tag or digest a reference names in its repository (`latest` when it names neither):
-/// what to ask its [`RegistryStore`] for.
-pub fn tag_or_digest(reference: &Reference) -> &str {
-    reference.digest().or(reference.tag()).unwrap_or("latest")
-}
-
-/// A reference's repository (tagged `latest`, the tag a store ignores).
-fn repository_of(reference: &Reference) -> Reference {
+/// A reference's repository in oci-client's terms (tagged `latest`, the tag a store ignores):
+/// the one place archbuild's [`ImageRef`] meets the client's own type.
+fn repository_of(reference: &ImageRef) -> Reference {
     Reference::with_tag(
         reference.registry().to_string(),
         reference.repository().to_string(),
@@ -64,7 +60,8 @@ pub struct RegistryStore {
 
 impl RegistryStore {
     /// A store for the repository of `reference` (its tag or digest is ignored).
-    pub fn new(reference: &Reference, opts: &RegistryOptions) -> RegistryStore {
+    pub fn new(reference: &ImageRef, opts: &RegistryOptions) -> RegistryStore {
+        let reference = repository_of(reference);
         let registry = reference.resolve_registry().to_string();
         let protocol = if opts.is_plain_http(&registry) {
             ClientProtocol::HttpsExcept(vec![registry.clone()])
@@ -87,7 +84,7 @@ impl RegistryStore {
         let credentials = credentials::lookup(&registry, config_dir.as_deref());
         RegistryStore {
             client: Client::new(config),
-            reference: repository_of(reference),
+            reference,
             credentials,
             heads: head::BlobHeads::new(opts.is_plain_http(&registry)),
         }
@@ -96,13 +93,14 @@ impl RegistryStore {
     /// A store for another repository, sharing this one's client (connection pool and
     /// tokens) when it is on the same registry; a fresh store otherwise. Audits that read
     /// many repositories of one registry use it to avoid a new client per image.
-    pub fn with_repository(&self, reference: &Reference, opts: &RegistryOptions) -> RegistryStore {
-        if reference.resolve_registry() != self.reference.resolve_registry() {
+    pub fn with_repository(&self, reference: &ImageRef, opts: &RegistryOptions) -> RegistryStore {
+        let other = repository_of(reference);
+        if other.resolve_registry() != self.reference.resolve_registry() {
             return RegistryStore::new(reference, opts);
         }
         RegistryStore {
             client: self.client.clone(),
-            reference: repository_of(reference),
+            reference: other,
             credentials: self.credentials.clone(),
             heads: self.heads.for_other_repository(),
         }
@@ -269,7 +267,7 @@ mod tests {
     async fn refused_credentials_are_named_but_never_shown() {
         let addr = refusing_registry().await;
         let (opts, _dir) = options_with_secret(&addr);
-        let reference: Reference = format!("{addr}/team/api:1.0").parse().unwrap();
+        let reference: ImageRef = format!("{addr}/team/api:1.0").parse().unwrap();
         let store = RegistryStore::new(&reference, &opts);
         let err = store.manifest("1.0").await.unwrap_err();
         let text = format!("{err} {err:?}");
@@ -291,7 +289,7 @@ mod tests {
         };
         let addr = format!("127.0.0.1:{port}");
         let (opts, _dir) = options_with_secret(&addr);
-        let reference: Reference = format!("{addr}/team/api:1.0").parse().unwrap();
+        let reference: ImageRef = format!("{addr}/team/api:1.0").parse().unwrap();
         let err = RegistryStore::new(&reference, &opts)
             .manifest("1.0")
             .await
