@@ -17,7 +17,7 @@ pub struct Plan {
     pub jobs: Vec<Job>,
 }
 
-/// One image built for one platform.
+/// One image built for one platform: what `plan` shows and what `buildkit` builds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Job {
     /// The NAME of `[images.NAME]`.

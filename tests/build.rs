@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use archbuild::buildkit::{self, BuildError, BuildEvent, BuildOptions, BuildRequest, DockerEngine};
+use archbuild::buildkit::{self, BuildError, BuildEvent, BuildOptions, DockerEngine, Job};
 use archbuild::Platform;
 use support::*;
 use tokio::sync::mpsc;
@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 const SOCKET: &str = "unix:///var/run/docker.sock";
 
-fn request(project: &Project, image: &str, platform: &str, endpoint: &str) -> BuildRequest {
-    BuildRequest {
+fn request(project: &Project, image: &str, platform: &str, endpoint: &str) -> Job {
+    Job {
         image: image.into(),
         platform: Platform::parse(platform).unwrap(),
         context: project.path().to_path_buf(),
@@ -25,10 +25,12 @@ fn request(project: &Project, image: &str, platform: &str, endpoint: &str) -> Bu
         target: None,
         build_args: BTreeMap::new(),
         labels: BTreeMap::new(),
-        tags: vec![],
-        endpoint_url: endpoint.into(),
-        chosen_by: None,
-        keep_tag: None,
+        references: vec![],
+        builder: archbuild::endpoint::Endpoint {
+            url: endpoint.into(),
+            chosen_by: "DOCKER_HOST".into(),
+        },
+        platform_tag: buildkit::jobs::keep_tag(image, &Platform::parse(platform).unwrap()),
     }
 }
 
@@ -45,7 +47,7 @@ fn two_arch_project() -> Project {
 }
 
 async fn build_all(
-    requests: Vec<BuildRequest>,
+    requests: Vec<Job>,
     options: BuildOptions,
 ) -> (
     Result<Vec<buildkit::BuiltImage>, BuildError>,
@@ -99,9 +101,9 @@ async fn two_platforms_from_scratch_with_targetarch_and_dockerignore() {
     project.write("kept.txt", "kept");
     let repo = unique("archbuild-test/two");
     let mut amd = request(&project, "two", "linux/amd64", SOCKET);
-    amd.tags = vec![format!("{repo}:1.0")];
+    amd.references = vec![format!("{repo}:1.0")];
     let mut arm = request(&project, "two", "linux/arm64", SOCKET);
-    arm.tags = amd.tags.clone();
+    arm.references = amd.references.clone();
 
     let (result, events) = build_all(vec![amd, arm], BuildOptions::default()).await;
     let built = result.expect("both platforms build");
@@ -187,7 +189,7 @@ async fn a_failing_run_reports_exit_code_and_log_tail() {
     base_dir.write("Dockerfile", "FROM scratch\nCOPY sh /bin/sh\n");
     let base_tag = unique("archbuild-test/shell");
     let mut base = request(&base_dir, "shell", "linux/amd64", SOCKET);
-    base.tags = vec![format!("{base_tag}:1")];
+    base.references = vec![format!("{base_tag}:1")];
     let (result, _) = build_all(vec![base], BuildOptions::default()).await;
     result.expect("the base image builds");
 
@@ -369,7 +371,7 @@ async fn jobs_go_to_their_endpoints_and_unreachable_ones_are_named() {
     );
 
     let mut gone = request(&project, "routed", "linux/arm64", "tcp://127.0.0.1:9");
-    gone.chosen_by = Some("[builders] \"linux/arm64\"".into());
+    gone.builder.chosen_by = "[builders] \"linux/arm64\"".into();
     let (result, _) = build_all(vec![gone], BuildOptions::default()).await;
     let text = result.unwrap_err().to_string();
     assert!(
@@ -389,7 +391,7 @@ async fn cancelling_stops_builds_and_leaves_no_names() {
     project.write("big.bin", big);
     let repo = unique("archbuild-test/cancel");
     let mut req = request(&project, "cancel", "linux/amd64", SOCKET);
-    req.tags = vec![format!("{repo}:1")];
+    req.references = vec![format!("{repo}:1")];
     let (tx, mut rx) = mpsc::channel(1024);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let cancel = CancellationToken::new();

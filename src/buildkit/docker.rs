@@ -182,7 +182,7 @@ impl BuildEngine for DockerEngine {
         cancel: &CancellationToken,
     ) -> Result<EngineOutput, BuildError> {
         let request = &job.request;
-        let endpoint = request.endpoint_url.as_str();
+        let endpoint = request.builder.url.as_str();
         let docker = self.docker(endpoint).await?;
         let (context_dir, dockerfile) = (request.context.clone(), request.dockerfile.clone());
         let spec = tokio::task::spawn_blocking(move || context::prepare(&context_dir, &dockerfile))

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::platform::Platform;
 
 use super::events::{BuildEvent, JobLabel};
-use super::{BuildError, BuildRequest};
+use super::{BuildError, Job};
 
 #[cfg(test)]
 pub mod fake;
@@ -24,7 +24,7 @@ pub use fake::{FakeCall, FakeEngine};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineJob {
     pub job: JobLabel,
-    pub request: BuildRequest,
+    pub request: Job,
     /// Labels to set: the request's own plus the OCI ones.
     pub labels: BTreeMap<String, String>,
     /// `archbuild-tmp/<image>:<os>-<arch>-<random>`.

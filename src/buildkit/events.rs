@@ -23,6 +23,17 @@ pub struct JobLabel {
     pub platform: Platform,
 }
 
+impl JobLabel {
+    /// The label of `job`, the `index`-th of a run: `api linux/arm64`.
+    pub fn of(job: &crate::plan::Job, index: usize) -> JobLabel {
+        JobLabel {
+            index,
+            image: job.image.clone(),
+            platform: job.platform.clone(),
+        }
+    }
+}
+
 impl fmt::Display for JobLabel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.image, self.platform)

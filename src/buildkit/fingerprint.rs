@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::context::{self, ContextSpec};
-use super::{BuildError, BuildRequest};
+use super::{BuildError, Job};
 
 /// Bumped when what goes into the fingerprint changes.
 const VERSION: &str = "archbuild-fingerprint-v1";
@@ -34,7 +34,7 @@ pub struct CacheEntry {
 
 /// The fingerprint of a job's inputs.
 pub fn compute(
-    request: &BuildRequest,
+    request: &Job,
     labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<String, BuildError> {
     let spec = context::prepare(&request.context, &request.dockerfile)?;
@@ -44,7 +44,7 @@ pub fn compute(
     };
     field("version", VERSION);
     field("platform", &request.platform.to_string());
-    field("endpoint", &request.endpoint_url);
+    field("endpoint", &request.builder.url);
     field("target", request.target.as_deref().unwrap_or(""));
     field("dockerfile-path", &spec.dockerfile_in_tar);
     for (k, v) in &request.build_args {
@@ -82,10 +82,10 @@ fn hash_files(spec: &ContextSpec, hash: &mut Sha256) -> Result<(), BuildError> {
 }
 
 /// Where the entry for a request lives.
-pub fn entry_path(cache_dir: &Path, request: &BuildRequest) -> PathBuf {
+pub fn entry_path(cache_dir: &Path, request: &Job) -> PathBuf {
     let key = format!(
         "{}\0{}\0{}",
-        request.image, request.platform, request.endpoint_url
+        request.image, request.platform, request.builder.url
     );
     let digest = hex::encode(Sha256::digest(key.as_bytes()));
     let slug: String = request
@@ -97,13 +97,13 @@ pub fn entry_path(cache_dir: &Path, request: &BuildRequest) -> PathBuf {
 }
 
 /// The remembered entry, if any (an unreadable one counts as none).
-pub fn load(cache_dir: &Path, request: &BuildRequest) -> Option<CacheEntry> {
+pub fn load(cache_dir: &Path, request: &Job) -> Option<CacheEntry> {
     let text = std::fs::read_to_string(entry_path(cache_dir, request)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
 /// Remembers `entry`, written to a temporary file and renamed so a reader never sees half.
-pub fn store(cache_dir: &Path, request: &BuildRequest, entry: &CacheEntry) -> std::io::Result<()> {
+pub fn store(cache_dir: &Path, request: &Job, entry: &CacheEntry) -> std::io::Result<()> {
     std::fs::create_dir_all(cache_dir)?;
     let path = entry_path(cache_dir, request);
     crate::atomic_file::write_with(&path, |file| Ok(serde_json::to_writer_pretty(file, entry)?))
@@ -115,8 +115,8 @@ mod tests {
     use crate::platform::Platform;
     use std::collections::BTreeMap;
 
-    fn request(dir: &Path) -> BuildRequest {
-        BuildRequest {
+    fn request(dir: &Path) -> Job {
+        Job {
             image: "api".into(),
             platform: Platform::parse("linux/arm64").unwrap(),
             context: dir.to_path_buf(),
@@ -124,10 +124,12 @@ mod tests {
             target: None,
             build_args: BTreeMap::new(),
             labels: BTreeMap::new(),
-            tags: vec![],
-            endpoint_url: "unix:///var/run/docker.sock".into(),
-            chosen_by: None,
-            keep_tag: None,
+            references: vec![],
+            builder: crate::endpoint::Endpoint {
+                url: "unix:///var/run/docker.sock".into(),
+                chosen_by: "the default socket".into(),
+            },
+            platform_tag: "archbuild-local/api:latest-linux-arm64".into(),
         }
     }
 
@@ -165,7 +167,7 @@ mod tests {
         let entry = CacheEntry {
             image: "api".into(),
             platform: "linux/arm64".into(),
-            endpoint: req.endpoint_url.clone(),
+            endpoint: req.builder.url.clone(),
             fingerprint: "f".into(),
             image_id: "sha256:1".into(),
         };

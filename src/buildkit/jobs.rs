@@ -18,9 +18,9 @@ use crate::finding::{Finding, FindingKind};
 use crate::platform::Platform;
 
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
-use super::events::BuildEvent;
+use super::events::{BuildEvent, JobLabel};
 use super::fingerprint::{self, CacheEntry};
-use super::{labels, BuildError, BuildOptions, BuildRequest, BuiltImage};
+use super::{labels, BuildError, BuildOptions, BuiltImage, Job};
 use crate::dockerfile::{self, Dockerfile};
 
 /// Two builds per endpoint: one build mostly waits on one thing at a time (the context upload,
@@ -28,7 +28,8 @@ use crate::dockerfile::{self, Dockerfile};
 /// wait on the others' disk and CPU; `--jobs` raises it for big builders.
 pub const DEFAULT_JOBS_PER_ENDPOINT: usize = 2;
 
-/// The keep tag of (image, platform): `archbuild/<image>:<os>-<arch>[-<variant>]`.
+/// A per-job tag for jobs made without a plan (the plan names them `archbuild-local/...`, see
+/// [`crate::plan::platform_tag`]): `archbuild/<image>:<os>-<arch>[-<variant>]`.
 pub fn keep_tag(image: &str, platform: &Platform) -> String {
     format!("archbuild/{}:{}", repo_name(image), platform_slug(platform))
 }
@@ -78,7 +79,7 @@ struct Prepared {
 /// named, and the error is [`BuildError::Failed`] listing every failed job.
 pub async fn run<E: BuildEngine>(
     engine: &E,
-    requests: Vec<BuildRequest>,
+    requests: Vec<Job>,
     options: &BuildOptions,
     events: mpsc::Sender<BuildEvent>,
     cancel: CancellationToken,
@@ -95,9 +96,9 @@ pub async fn run<E: BuildEngine>(
     let jobs = requests.iter().enumerate().map(|(index, request)| {
         let prepared = Prepared {
             dockerfile: read_dockerfile(request),
-            native: natives[&request.endpoint_url].clone(),
+            native: natives[&request.builder.url].clone(),
         };
-        let semaphore = semaphores[&request.endpoint_url].clone();
+        let semaphore = semaphores[&request.builder.url].clone();
         let (events, cancel) = (events.clone(), cancel.clone());
         async move {
             let result = tokio::select! {
@@ -112,7 +113,7 @@ pub async fn run<E: BuildEngine>(
                 if *err != BuildError::Cancelled {
                     let _ = events
                         .send(BuildEvent::JobFailed {
-                            job: request.label(index),
+                            job: JobLabel::of(&request, index),
                             error: err.to_string(),
                             log_tail: match err {
                                 BuildError::StepFailed { log_tail, .. } => log_tail.clone(),
@@ -132,7 +133,7 @@ pub async fn run<E: BuildEngine>(
     for (index, result) in results.into_iter().enumerate() {
         match result {
             Ok(image) => built.push(image),
-            Err(err) => failures.push((requests[index].label(index), err)),
+            Err(err) => failures.push((JobLabel::of(&requests[index], index), err)),
         }
     }
     if cancel.is_cancelled() || !failures.is_empty() {
@@ -153,12 +154,12 @@ pub async fn run<E: BuildEngine>(
 
 async fn native_platforms<E: BuildEngine>(
     engine: &E,
-    requests: &[BuildRequest],
+    requests: &[Job],
 ) -> HashMap<String, Result<Platform, BuildError>> {
     let mut endpoints: Vec<(&str, Option<&String>)> = Vec::new();
     for request in requests {
-        if !endpoints.iter().any(|(e, _)| *e == request.endpoint_url) {
-            endpoints.push((&request.endpoint_url, request.chosen_by.as_ref()));
+        if !endpoints.iter().any(|(e, _)| *e == request.builder.url) {
+            endpoints.push((&request.builder.url, Some(&request.builder.chosen_by)));
         }
     }
     let answers = join_all(endpoints.iter().map(|(endpoint, chosen_by)| async move {
@@ -181,7 +182,7 @@ async fn native_platforms<E: BuildEngine>(
     answers.into_iter().collect()
 }
 
-fn read_dockerfile(request: &BuildRequest) -> Dockerfile {
+fn read_dockerfile(request: &Job) -> Dockerfile {
     std::fs::read_to_string(&request.dockerfile)
         .map(|text| dockerfile::parse(&text))
         .unwrap_or_default()
@@ -189,7 +190,7 @@ fn read_dockerfile(request: &BuildRequest) -> Dockerfile {
 
 /// The warning for a job whose `RUN` steps will run under emulation, if they will.
 pub fn emulation_finding(
-    request: &BuildRequest,
+    request: &Job,
     dockerfile: &Dockerfile,
     native: &Platform,
 ) -> Option<Finding> {
@@ -203,7 +204,7 @@ pub fn emulation_finding(
                 "{} {}: RUN steps will run under emulation on the {native} builder at {} \
                  (slow, and 'exec format error' without a binfmt/QEMU handler); give {} a \
                  native builder in [builders] or cross-compile from FROM --platform=$BUILDPLATFORM",
-                request.image, request.platform, request.endpoint_url, request.platform
+                request.image, request.platform, request.builder.url, request.platform
             ),
         )
         .with_platform(&request.platform)
@@ -213,15 +214,12 @@ pub fn emulation_finding(
 
 /// The emulation warnings for `requests`, asking each endpoint for its native platform
 /// (unreachable endpoints are left to the build to report).
-pub async fn emulation_findings<E: BuildEngine>(
-    engine: &E,
-    requests: &[BuildRequest],
-) -> Vec<Finding> {
+pub async fn emulation_findings<E: BuildEngine>(engine: &E, requests: &[Job]) -> Vec<Finding> {
     let natives = native_platforms(engine, requests).await;
     requests
         .iter()
         .filter_map(|request| {
-            let native = natives[&request.endpoint_url].as_ref().ok()?;
+            let native = natives[&request.builder.url].as_ref().ok()?;
             emulation_finding(request, &read_dockerfile(request), native)
         })
         .collect()
@@ -230,7 +228,7 @@ pub async fn emulation_findings<E: BuildEngine>(
 async fn build_one<E: BuildEngine>(
     engine: &E,
     index: usize,
-    request: &BuildRequest,
+    request: &Job,
     prepared: Prepared,
     options: &BuildOptions,
     events: &mpsc::Sender<BuildEvent>,
@@ -238,12 +236,12 @@ async fn build_one<E: BuildEngine>(
 ) -> Result<BuiltImage, BuildError> {
     let started = Instant::now();
     let native = prepared.native?;
-    let job = request.label(index);
+    let job = JobLabel::of(request, index);
     let emulated = emulation_finding(request, &prepared.dockerfile, &native).is_some();
     let _ = events
         .send(BuildEvent::JobStarted {
             job: job.clone(),
-            endpoint: request.endpoint_url.clone(),
+            endpoint: request.builder.url.clone(),
             emulated,
         })
         .await;
@@ -265,7 +263,7 @@ async fn build_one<E: BuildEngine>(
     let output = match &reused {
         Some(image_id) => {
             engine
-                .tag(&request.endpoint_url, image_id, &engine_job.temporary_tag)
+                .tag(&request.builder.url, image_id, &engine_job.temporary_tag)
                 .await?;
             EngineOutput {
                 image_id: image_id.clone(),
@@ -279,7 +277,7 @@ async fn build_one<E: BuildEngine>(
             Err(err) => {
                 // A build cut off late may already carry its temporary tag.
                 let _ = engine
-                    .untag(&request.endpoint_url, &engine_job.temporary_tag)
+                    .untag(&request.builder.url, &engine_job.temporary_tag)
                     .await;
                 return Err(err);
             }
@@ -289,7 +287,7 @@ async fn build_one<E: BuildEngine>(
         let entry = CacheEntry {
             image: request.image.clone(),
             platform: request.platform.to_string(),
-            endpoint: request.endpoint_url.clone(),
+            endpoint: request.builder.url.clone(),
             fingerprint,
             image_id: output.image_id.clone(),
         };
@@ -311,7 +309,7 @@ async fn build_one<E: BuildEngine>(
         image: request.image.clone(),
         platform: request.platform.clone(),
         image_id: output.image_id,
-        endpoint_url: request.endpoint_url.clone(),
+        endpoint_url: request.builder.url.clone(),
         temporary_tag: engine_job.temporary_tag,
         tagged: Vec::new(),
         log_tail: output.log_tail,
@@ -326,7 +324,7 @@ async fn build_one<E: BuildEngine>(
 /// The previous image's ID when nothing changed and the daemon still has it.
 async fn reusable<E: BuildEngine>(
     engine: &E,
-    request: &BuildRequest,
+    request: &Job,
     options: &BuildOptions,
     fingerprint: Option<&str>,
 ) -> Result<Option<String>, BuildError> {
@@ -340,7 +338,7 @@ async fn reusable<E: BuildEngine>(
         return Ok(None);
     }
     let present = engine
-        .has_image(&request.endpoint_url, &entry.image_id)
+        .has_image(&request.builder.url, &entry.image_id)
         .await?;
     Ok(present.then_some(entry.image_id))
 }
@@ -348,17 +346,15 @@ async fn reusable<E: BuildEngine>(
 async fn name_result<E: BuildEngine>(
     engine: &E,
     image: &mut BuiltImage,
-    request: &BuildRequest,
+    request: &Job,
     natives: &HashMap<String, Result<Platform, BuildError>>,
 ) -> Result<(), BuildError> {
-    let endpoint = &request.endpoint_url;
-    let keep = request
-        .keep_tag
-        .clone()
-        .unwrap_or_else(|| keep_tag(&request.image, &request.platform));
-    engine.tag(endpoint, &image.image_id, &keep).await?;
+    let endpoint = &request.builder.url;
+    engine
+        .tag(endpoint, &image.image_id, &request.platform_tag)
+        .await?;
     if natives[endpoint].as_ref().ok() == Some(&request.platform) {
-        for reference in &request.tags {
+        for reference in &request.references {
             engine.tag(endpoint, &image.image_id, reference).await?;
             image.tagged.push(reference.clone());
         }

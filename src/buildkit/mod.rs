@@ -6,7 +6,6 @@
 //! step as a library function: the command line maps the plan's jobs onto [`BuildRequest`]s, hands over a
 //! channel for [`BuildEvent`]s and a cancellation token, and gets one [`BuiltImage`] per request.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,44 +30,9 @@ pub use error::BuildError;
 pub use events::{BuildEvent, JobLabel};
 pub use jobs::{emulation_findings, run};
 
-/// One (image, platform) build: everything the engine needs, already resolved by the plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildRequest {
-    /// The image's name in the project (`api`), used in progress lines and temporary tags.
-    pub image: String,
-    /// The platform to build for; BuildKit fills `TARGETPLATFORM`/`TARGETARCH`/... from it.
-    pub platform: Platform,
-    /// The build context folder.
-    pub context: PathBuf,
-    /// The Dockerfile (inside the context or not).
-    pub dockerfile: PathBuf,
-    /// The stage to build (`--target`).
-    pub target: Option<String>,
-    /// `--build-arg`s.
-    pub build_args: BTreeMap<String, String>,
-    /// Labels set on the image (the OCI ones are added by [`labels::oci_labels`]).
-    pub labels: BTreeMap<String, String>,
-    /// Final `REPOSITORY:TAG` references; the builder's own platform's image is tagged with them.
-    pub tags: Vec<String>,
-    /// The builder endpoint (`unix://`, `tcp://`, `ssh://`, `npipe://`).
-    pub endpoint_url: String,
-    /// How the endpoint was chosen (`[builders] "linux/arm64"`, `DOCKER_HOST`, ...), for errors.
-    pub chosen_by: Option<String>,
-    /// The name this platform's image keeps in its builder daemon (the plan's `platform_tag`);
-    /// `None` means [`jobs::keep_tag`]'s `archbuild/<image>:<os>-<arch>`.
-    pub keep_tag: Option<String>,
-}
-
-impl BuildRequest {
-    /// The label used in progress lines and errors: `api linux/arm64`.
-    pub fn label(&self, index: usize) -> JobLabel {
-        JobLabel {
-            index,
-            image: self.image.clone(),
-            platform: self.platform.clone(),
-        }
-    }
-}
+/// One (image, platform) build is the plan's [`Job`]: it already carries everything the
+/// engine needs (context, Dockerfile, arguments, builder, references, the per-job tag).
+pub use crate::plan::Job;
 
 /// How [`run`] builds.
 #[derive(Debug, Clone, Default)]

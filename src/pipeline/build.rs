@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::buildkit::{self, BuildEngine, BuildEvent, BuildOptions, BuildRequest, BuiltImage};
+use crate::buildkit::{self, BuildEngine, BuildEvent, BuildOptions, BuiltImage};
 use crate::dockerfile;
 use crate::finding::Finding;
 use crate::plan::Plan;
@@ -17,7 +17,7 @@ use crate::plan::Plan;
 /// the jobs that would run under emulation.
 pub async fn preflight<E: BuildEngine>(engine: &E, plan: &Plan) -> Vec<Finding> {
     let mut findings = dockerfile_warnings(plan);
-    findings.extend(buildkit::emulation_findings(engine, &requests(plan)).await);
+    findings.extend(buildkit::emulation_findings(engine, &plan.jobs).await);
     findings
 }
 
@@ -41,26 +41,6 @@ fn dockerfile_warnings(plan: &Plan) -> Vec<Finding> {
     findings
 }
 
-/// The plan's jobs as build requests.
-fn requests(plan: &Plan) -> Vec<BuildRequest> {
-    plan.jobs
-        .iter()
-        .map(|job| BuildRequest {
-            image: job.image.clone(),
-            platform: job.platform.clone(),
-            context: job.context.clone(),
-            dockerfile: job.dockerfile.clone(),
-            target: job.target.clone(),
-            build_args: job.build_args.clone(),
-            labels: job.labels.clone(),
-            tags: job.references.clone(),
-            endpoint_url: job.builder.url.clone(),
-            chosen_by: Some(job.builder.chosen_by.clone()),
-            keep_tag: Some(job.platform_tag.clone()),
-        })
-        .collect()
-}
-
 /// Builds every job of `plan`, reporting progress on `events`; SIGINT or SIGTERM cancels.
 pub async fn build_plan<E: BuildEngine>(
     engine: &E,
@@ -70,7 +50,7 @@ pub async fn build_plan<E: BuildEngine>(
 ) -> anyhow::Result<Vec<BuiltImage>> {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
-    let result = buildkit::run(engine, requests(plan), options, events, cancel).await;
+    let result = buildkit::run(engine, plan.jobs.clone(), options, events, cancel).await;
     signals.abort();
     match result {
         Ok(built) => Ok(built),

@@ -114,7 +114,7 @@ impl BuildEngine for FakeEngine {
         events: &mpsc::Sender<BuildEvent>,
         cancel: &CancellationToken,
     ) -> Result<EngineOutput, BuildError> {
-        let endpoint = job.request.endpoint_url.clone();
+        let endpoint = job.request.builder.url.clone();
         let failure = {
             let mut state = self.state.lock().unwrap();
             state.calls.push(FakeCall::Build {

@@ -17,8 +17,8 @@ fn project() -> tempfile::TempDir {
     dir
 }
 
-fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> BuildRequest {
-    BuildRequest {
+fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> Job {
+    Job {
         image: image.into(),
         platform: Platform::parse(platform).unwrap(),
         context: dir.to_path_buf(),
@@ -26,16 +26,18 @@ fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> BuildRequ
         target: None,
         build_args: BTreeMap::new(),
         labels: BTreeMap::new(),
-        tags: vec![format!("{image}:1.0")],
-        endpoint_url: endpoint.into(),
-        chosen_by: None,
-        keep_tag: None,
+        references: vec![format!("{image}:1.0")],
+        builder: crate::endpoint::Endpoint {
+            url: endpoint.into(),
+            chosen_by: "DOCKER_HOST".into(),
+        },
+        platform_tag: keep_tag(image, &Platform::parse(platform).unwrap()),
     }
 }
 
 async fn go(
     engine: &FakeEngine,
-    requests: Vec<BuildRequest>,
+    requests: Vec<Job>,
     options: &BuildOptions,
     cancel: CancellationToken,
 ) -> (Result<Vec<BuiltImage>, BuildError>, Vec<BuildEvent>) {
