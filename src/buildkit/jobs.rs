@@ -113,7 +113,7 @@ pub async fn run<E: BuildEngine>(
                 if *err != BuildError::Cancelled {
                     let _ = events
                         .send(BuildEvent::JobFailed {
-                            job: JobLabel::of(&request, index),
+                            job: JobLabel::of(request, index),
                             error: err.to_string(),
                             log_tail: match err {
                                 BuildError::StepFailed { log_tail, .. } => log_tail.clone(),
