@@ -14,7 +14,7 @@ use archbuild::Platform;
 
 struct Args {
     target: Target,
-    repository: Option<String>,
+    repository: Option<archbuild::reference::ImageRef>,
     name: String,
     tag: String,
     cache: PathBuf,
@@ -31,7 +31,10 @@ fn parse() -> anyhow::Result<Args> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--push" => {
-                repository = Some(value()?);
+                repository = Some(
+                    archbuild::reference::ImageRef::parse_repository(&value()?)
+                        .map_err(anyhow::Error::msg)?,
+                );
                 target = Some(Target::Push(RegistryOptions::default()));
             }
             "--layout" => target = Some(Target::Layout(value()?.into())),

@@ -28,6 +28,7 @@
 //! - [`check`]: the content check of programs, entrypoint chains, loaders and interpreters.
 //! - [`registry`]: a registry repository as a `Store` (oci-client, Docker credentials).
 //! - [`publish`]: daemon images converted, assembled into indexes, pushed or written.
+//! - [`source_store`]: a registry or layout source opened as one `Store`.
 //! - [`verify`]: the release gate, generic over `Store`.
 //! - [`inspect`]: what a tag or digest holds, per platform.
 //! - [`report`], [`checklist`]: the build report and the rollout checklist rendered from it.
@@ -64,6 +65,7 @@ pub mod k8s;
 pub mod publish;
 pub mod registry;
 pub mod report;
+pub mod source_store;
 pub mod verify;
 // Orchestration and edge.
 pub mod cli;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{Image, Project};
 use crate::endpoint::{self, Endpoint, EndpointEnv, EndpointError};
 use crate::platform::Platform;
+use crate::reference::ImageRef;
 
 /// Every build job, image by image (in name order), platform by platform (as listed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,10 +32,10 @@ pub struct Job {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     /// `REPOSITORY:TAG` for each tag: where the multi-platform index ends up.
-    pub references: Vec<String>,
+    pub references: Vec<ImageRef>,
     /// The name this platform's image gets in the builder daemon
     /// (`archbuild-local/NAME:TAG-linux-arm64`), before the index is assembled.
-    pub platform_tag: String,
+    pub platform_tag: ImageRef,
 }
 
 /// Why a plan could not be made.
@@ -116,13 +117,16 @@ fn job(image: &Image, platform: &Platform, builder: Endpoint) -> Job {
 
 /// `archbuild-local/NAME:TAG-os-arch[-variant]`: a valid, per-job name for the daemon, whatever
 /// the image is called, so that jobs never overwrite each other's tags.
-pub fn platform_tag(image: &Image, platform: &Platform) -> String {
+pub fn platform_tag(image: &Image, platform: &Platform) -> ImageRef {
     let name = path_component(&image.name);
     let suffix = platform.to_string().replace('/', "-");
     let first = image.tags.first().map_or("latest", String::as_str);
     let room = 128 - suffix.len() - 1;
     let tag: String = first.chars().take(room).collect();
-    format!("archbuild-local/{name}:{tag}-{suffix}")
+    ImageRef::local(
+        &format!("archbuild-local/{name}"),
+        &format!("{tag}-{suffix}"),
+    )
 }
 
 /// The image name folded into a repository path component: lowercase letters and digits
@@ -195,7 +199,7 @@ platforms = ["linux/arm/v7"]
                     j.image.clone(),
                     j.platform.to_string(),
                     b.url.clone(),
-                    j.platform_tag.clone(),
+                    j.platform_tag.to_string(),
                 )
             })
             .collect();
@@ -228,8 +232,8 @@ platforms = ["linux/arm/v7"]
             "archbuild.toml [builders] \"linux/arm64\""
         );
         assert_eq!(
-            plan.jobs[1].references,
-            vec!["ghcr.io/acme/api:1.8.0", "ghcr.io/acme/api:latest"]
+            crate::reference::list(&plan.jobs[1].references),
+            "ghcr.io/acme/api:1.8.0, ghcr.io/acme/api:latest"
         );
     }
 

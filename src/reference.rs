@@ -67,6 +67,26 @@ impl ImageRef {
         })
     }
 
+    /// A repository (`[HOST[:PORT]/]PATH`, no tag, no digest), as `archbuild.toml` writes it.
+    pub fn parse_repository(s: &str) -> Result<ImageRef, String> {
+        check_repository(s)?;
+        Ok(ImageRef {
+            tag: None,
+            ..ImageRef::parse(s)?
+        })
+    }
+
+    /// One of archbuild's own names in a daemon (`archbuild-local/api:1.0-linux-arm64`):
+    /// `path` and `tag` are made valid by their callers, so nothing is checked.
+    pub fn local(path: &str, tag: &str) -> ImageRef {
+        ImageRef {
+            registry: DOCKER_HUB.to_string(),
+            repository: path.to_string(),
+            tag: Some(tag.to_string()),
+            digest: None,
+        }
+    }
+
     /// The registry host, with its port: `ghcr.io`, `localhost:5000`, `docker.io`.
     pub fn registry(&self) -> &str {
         &self.registry
@@ -160,6 +180,28 @@ impl std::fmt::Display for ImageRef {
             write!(f, "@{digest}")?;
         }
         Ok(())
+    }
+}
+
+/// References as a comma-separated list, for tables and messages.
+pub fn list(references: &[ImageRef]) -> String {
+    references
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl serde::Serialize for ImageRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ImageRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        ImageRef::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -101,7 +101,7 @@ async fn two_platforms_from_scratch_with_targetarch_and_dockerignore() {
     project.write("kept.txt", "kept");
     let repo = unique("archbuild-test/two");
     let mut amd = request(&project, "two", "linux/amd64", SOCKET);
-    amd.references = vec![format!("{repo}:1.0")];
+    amd.references = vec![format!("{repo}:1.0").parse().unwrap()];
     let mut arm = request(&project, "two", "linux/arm64", SOCKET);
     arm.references = amd.references.clone();
 
@@ -122,17 +122,28 @@ async fn two_platforms_from_scratch_with_targetarch_and_dockerignore() {
         );
         assert!(!files.iter().any(|f| f.contains("notes")), "{files:?}");
         // The temporary tag is gone; the keep tag names the image.
-        assert!(docker.inspect_image(&image.temporary_tag).await.is_err());
+        assert!(docker
+            .inspect_image(&image.temporary_tag.to_string())
+            .await
+            .is_err());
         let keep = buildkit::jobs::keep_tag("two", &image.platform);
         assert_eq!(
-            docker.inspect_image(&keep).await.unwrap().id.as_deref(),
+            docker
+                .inspect_image(&keep.to_string())
+                .await
+                .unwrap()
+                .id
+                .as_deref(),
             Some(image.image_id.as_str())
         );
     }
     // The daemon's own platform got the final tag, the other did not.
     let tagged = docker.inspect_image(&format!("{repo}:1.0")).await.unwrap();
     assert_eq!(tagged.architecture.as_deref(), Some("amd64"));
-    assert_eq!(built[0].tagged, vec![format!("{repo}:1.0")]);
+    assert_eq!(
+        archbuild::reference::list(&built[0].tagged),
+        format!("{repo}:1.0")
+    );
     assert!(built[1].tagged.is_empty());
 
     // Progress came as events, per job.
@@ -189,7 +200,7 @@ async fn a_failing_run_reports_exit_code_and_log_tail() {
     base_dir.write("Dockerfile", "FROM scratch\nCOPY sh /bin/sh\n");
     let base_tag = unique("archbuild-test/shell");
     let mut base = request(&base_dir, "shell", "linux/amd64", SOCKET);
-    base.references = vec![format!("{base_tag}:1")];
+    base.references = vec![format!("{base_tag}:1").parse().unwrap()];
     let (result, _) = build_all(vec![base], BuildOptions::default()).await;
     result.expect("the base image builds");
 
@@ -391,7 +402,7 @@ async fn cancelling_stops_builds_and_leaves_no_names() {
     project.write("big.bin", big);
     let repo = unique("archbuild-test/cancel");
     let mut req = request(&project, "cancel", "linux/amd64", SOCKET);
-    req.references = vec![format!("{repo}:1")];
+    req.references = vec![format!("{repo}:1").parse().unwrap()];
     let (tx, mut rx) = mpsc::channel(1024);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let cancel = CancellationToken::new();

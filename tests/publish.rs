@@ -125,7 +125,7 @@ async fn pushes_an_index_that_skopeo_and_the_daemon_read() {
     let repo = format!("{}/{}", registry.addr, unique("pub"));
     let image = PublishImage {
         name: "hello".into(),
-        repository: Some(repo.clone()),
+        repository: Some(archbuild::reference::ImageRef::parse_repository(&repo).unwrap()),
         tags: vec!["1.0".into(), "latest".into()],
         children: vec![
             (Platform::parse("linux/amd64").unwrap(), amd64),
@@ -321,7 +321,7 @@ async fn an_interrupted_push_keeps_the_old_tag_and_a_rerun_finishes() {
     let target = Target::Push(RegistryOptions::default());
     let image = |id: String| PublishImage {
         name: "big".into(),
-        repository: Some(repo.clone()),
+        repository: Some(archbuild::reference::ImageRef::parse_repository(&repo).unwrap()),
         tags: vec!["1.0".into()],
         children: vec![(Platform::parse("linux/amd64").unwrap(), id)],
     };

@@ -30,6 +30,7 @@ use super::error::{classify, FailureContext};
 use super::events::{BuildEvent, StepTracker};
 use super::session::{self, DaemonAddr, Session, SessionError, SyncDir};
 use super::BuildError;
+use crate::reference::ImageRef;
 
 /// How long the build stream must stay quiet after the image ID before it is closed.
 const TRAILING_STATUS: Duration = Duration::from_millis(150);
@@ -193,7 +194,7 @@ impl BuildEngine for DockerEngine {
             })??;
         let options = BuildImageOptions {
             dockerfile: spec.dockerfile_in_tar.clone(),
-            t: Some(job.temporary_tag.clone()),
+            t: Some(job.temporary_tag.to_string()),
             platform: request.platform.to_string(),
             target: request.target.clone().unwrap_or_default(),
             buildargs: Some(request.build_args.clone().into_iter().collect()),
@@ -322,12 +323,16 @@ impl BuildEngine for DockerEngine {
         }
     }
 
-    async fn tag(&self, endpoint: &str, image_id: &str, reference: &str) -> Result<(), BuildError> {
+    async fn tag(
+        &self,
+        endpoint: &str,
+        image_id: &str,
+        reference: &ImageRef,
+    ) -> Result<(), BuildError> {
         let docker = self.docker(endpoint).await?;
-        let (repo, tag) = split_reference(reference);
         let options = TagImageOptions {
-            repo: Some(repo.to_string()),
-            tag: Some(tag.to_string()),
+            repo: Some(reference.familiar_name()),
+            tag: Some(reference.tag_or_digest().to_string()),
         };
         docker
             .tag_image(image_id, Some(options))
@@ -335,14 +340,15 @@ impl BuildEngine for DockerEngine {
             .map_err(|e| daemon_error(endpoint, e))
     }
 
-    async fn untag(&self, endpoint: &str, reference: &str) -> Result<(), BuildError> {
+    async fn untag(&self, endpoint: &str, reference: &ImageRef) -> Result<(), BuildError> {
         let docker = self.docker(endpoint).await?;
         let options = RemoveImageOptions {
             force: false,
             noprune: false,
             ..Default::default()
         };
-        match docker.remove_image(reference, Some(options), None).await {
+        let name = reference.to_string();
+        match docker.remove_image(&name, Some(options), None).await {
             Ok(_) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -439,31 +445,9 @@ fn explain_fallback(endpoint: &str, reason: &SessionError) {
     }
 }
 
-/// Splits `REPO[:TAG]` into repository and tag (`latest` when absent).
-pub fn split_reference(reference: &str) -> (&str, &str) {
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(colon) => (&reference[..slash + colon], &reference[slash + colon + 1..]),
-        None => (reference, "latest"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_split_at_the_tag_colon_not_the_port() {
-        assert_eq!(split_reference("api:1.0"), ("api", "1.0"));
-        assert_eq!(
-            split_reference("localhost:5000/team/api:1.0"),
-            ("localhost:5000/team/api", "1.0")
-        );
-        assert_eq!(
-            split_reference("localhost:5000/api"),
-            ("localhost:5000/api", "latest")
-        );
-    }
 
     #[tokio::test]
     async fn unsupported_and_unreachable_endpoints_are_named() {

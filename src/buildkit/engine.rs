@@ -13,6 +13,7 @@ use crate::platform::Platform;
 
 use super::events::{BuildEvent, JobLabel};
 use super::{BuildError, Job};
+use crate::reference::ImageRef;
 
 #[cfg(test)]
 pub mod fake;
@@ -28,7 +29,7 @@ pub struct EngineJob {
     /// Labels to set: the request's own plus the OCI ones.
     pub labels: BTreeMap<String, String>,
     /// `archbuild-tmp/<image>:<os>-<arch>-<random>`.
-    pub temporary_tag: String,
+    pub temporary_tag: ImageRef,
     pub no_cache: bool,
     /// The builder's own platform, for error messages.
     pub builder_platform: Option<Platform>,
@@ -76,13 +77,13 @@ pub trait BuildEngine: Send + Sync {
         &self,
         endpoint: &str,
         image_id: &str,
-        reference: &str,
+        reference: &ImageRef,
     ) -> impl Future<Output = Result<(), BuildError>> + Send;
 
     /// Removes the tag `reference` (the image stays if anything else names it).
     fn untag(
         &self,
         endpoint: &str,
-        reference: &str,
+        reference: &ImageRef,
     ) -> impl Future<Output = Result<(), BuildError>> + Send;
 }

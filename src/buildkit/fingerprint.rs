@@ -129,7 +129,10 @@ mod tests {
                 url: "unix:///var/run/docker.sock".into(),
                 chosen_by: "the default socket".into(),
             },
-            platform_tag: "archbuild-local/api:latest-linux-arm64".into(),
+            platform_tag: crate::reference::ImageRef::local(
+                "archbuild-local/api",
+                "latest-linux-arm64",
+            ),
         }
     }
 

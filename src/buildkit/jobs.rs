@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::finding::{Finding, FindingKind};
 use crate::platform::Platform;
+use crate::reference::ImageRef;
 
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
 use super::events::{BuildEvent, JobLabel};
@@ -30,22 +31,27 @@ pub const DEFAULT_JOBS_PER_ENDPOINT: usize = 2;
 
 /// A per-job tag for jobs made without a plan (the plan names them `archbuild-local/...`, see
 /// [`crate::plan::platform_tag`]): `archbuild/<image>:<os>-<arch>[-<variant>]`.
-pub fn keep_tag(image: &str, platform: &Platform) -> String {
-    format!("archbuild/{}:{}", repo_name(image), platform_slug(platform))
+pub fn keep_tag(image: &str, platform: &Platform) -> ImageRef {
+    ImageRef::local(
+        &format!("archbuild/{}", repo_name(image)),
+        &platform_slug(platform),
+    )
 }
 
 /// A fresh temporary tag: `archbuild-tmp/<image>:<os>-<arch>[-<variant>]-<random>`.
-pub fn temporary_tag(image: &str, platform: &Platform) -> String {
+pub fn temporary_tag(image: &str, platform: &Platform) -> ImageRef {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
-    format!(
-        "archbuild-tmp/{}:{}-{:x}{:x}",
-        repo_name(image),
-        platform_slug(platform),
-        std::process::id(),
-        nanos
+    ImageRef::local(
+        &format!("archbuild-tmp/{}", repo_name(image)),
+        &format!(
+            "{}-{:x}{:x}",
+            platform_slug(platform),
+            std::process::id(),
+            nanos
+        ),
     )
 }
 

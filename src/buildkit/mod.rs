@@ -61,9 +61,9 @@ pub struct BuiltImage {
     pub endpoint_url: String,
     /// The namespaced temporary tag naming the image while later stages use it (removed unless
     /// [`BuildOptions::keep_temporary_tags`]).
-    pub temporary_tag: String,
+    pub temporary_tag: crate::reference::ImageRef,
     /// The final references applied (only for the builder's own platform).
-    pub tagged: Vec<String>,
+    pub tagged: Vec<crate::reference::ImageRef>,
     /// The last log lines of the build.
     pub log_tail: Vec<String>,
     #[serde(serialize_with = "seconds")]

@@ -10,10 +10,10 @@ use bollard::Docker;
 use crate::finding::{Finding, FindingKind};
 use crate::image::{self, ImageError, ImageInput, MissingPlatform};
 use crate::layers::Filesystem;
-use crate::oci::Layout;
 use crate::platform::Platform;
-use crate::registry::{RegistryOptions, RegistryStore};
+use crate::registry::RegistryOptions;
 use crate::source::Source;
+use crate::source_store;
 use crate::store::{RawManifest, Store};
 
 pub mod cache;
@@ -117,20 +117,24 @@ pub async fn check_source(
                 .collect()
         }
         Source::OciLayout { dir, reference } => {
-            let layout = Layout::open(dir).map_err(ImageError::from)?;
-            let top = layout
-                .top(reference.as_deref())
-                .await
-                .map_err(ImageError::from)?;
-            check_store(&layout, top, &source.to_string(), wanted, opts).await
+            let opened = source_store::open_layout(dir, reference.as_deref());
+            check_opened(&opened.map_err(ImageError::from)?, source, wanted, opts).await
         }
         Source::Registry(reference) => {
-            let store = RegistryStore::new(reference, registry);
-            let tag = reference.tag_or_digest();
-            let top = store.manifest(tag).await.map_err(ImageError::from)?;
-            check_store(&store, top, &reference.whole(), wanted, opts).await
+            let opened = source_store::open_registry(reference, registry);
+            check_opened(&opened, source, wanted, opts).await
         }
     }
+}
+
+async fn check_opened(
+    opened: &source_store::Opened,
+    source: &Source,
+    wanted: Option<&[Platform]>,
+    opts: &CheckOptions,
+) -> Result<Vec<CheckReport>, CheckError> {
+    let top = opened.top().await.map_err(ImageError::from)?;
+    check_store(&opened.store, top, &source.to_string(), wanted, opts).await
 }
 
 /// Checks everything under `top` in any store (a registry repository, an OCI layout).

@@ -105,7 +105,7 @@ pub fn table(built: &[BuiltImage]) -> String {
             image.platform.to_string(),
             id[..id.len().min(12)].to_string(),
             result,
-            image.tagged.join(", "),
+            crate::reference::list(&image.tagged),
         ]);
     }
     crate::cli::table::render(&rows)

@@ -39,7 +39,7 @@ pub fn table(plan: &Plan) -> String {
             job.image.clone(),
             job.platform.to_string(),
             format!("{} ({})", job.builder.url, job.builder.chosen_by),
-            job.references.join(", "),
+            crate::reference::list(&job.references),
         ]);
     }
     crate::cli::table::render(&rows)
@@ -66,8 +66,14 @@ mod tests {
             target: None,
             build_args: Default::default(),
             labels: Default::default(),
-            references: vec!["acme/api:1".into(), "acme/api:latest".into()],
-            platform_tag: "archbuild-local/api:1-linux-arm-v7".into(),
+            references: vec![
+                "acme/api:1".parse().unwrap(),
+                "acme/api:latest".parse().unwrap(),
+            ],
+            platform_tag: crate::reference::ImageRef::local(
+                "archbuild-local/api",
+                "1-linux-arm-v7",
+            ),
         };
         assert_eq!(
             table(&Plan { jobs: vec![job] }),

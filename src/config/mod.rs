@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::platform::Platform;
+use crate::reference::ImageRef;
 
 pub use crate::oci::IndexFormat;
 pub use diagnostic::{ConfigErrors, Diagnostic};
@@ -64,7 +65,7 @@ pub struct Image {
     pub target: Option<String>,
     /// The repository pushed to: `repository`, else `REGISTRY/NAME`; `None` when the image
     /// has neither and is only ever named locally (by its NAME).
-    pub repository: Option<String>,
+    pub repository: Option<ImageRef>,
     /// The tags, `["latest"]` by default.
     pub tags: Vec<String>,
     /// The platforms built: the image's, else `[defaults]`'s, else [`DEFAULT_PLATFORMS`].
@@ -76,14 +77,21 @@ pub struct Image {
 
 impl Image {
     /// The repository, or the image's NAME for an image that is only named locally.
-    pub fn reference_base(&self) -> &str {
-        self.repository.as_deref().unwrap_or(&self.name)
+    pub fn reference_base(&self) -> String {
+        self.repository
+            .as_ref()
+            .map_or_else(|| self.name.clone(), ImageRef::familiar_name)
     }
 
-    /// `REPOSITORY:TAG` for every tag.
-    pub fn references(&self) -> Vec<String> {
-        let base = self.reference_base();
-        self.tags.iter().map(|t| format!("{base}:{t}")).collect()
+    /// `REPOSITORY:TAG` for every tag (the NAME standing for the repository of an image that
+    /// is only named locally, as `docker build -t NAME:TAG` names it).
+    pub fn references(&self) -> Vec<ImageRef> {
+        let base = match &self.repository {
+            Some(repository) => repository.clone(),
+            // The NAME was checked to be a path component when the project was read.
+            None => ImageRef::local(&format!("library/{}", self.name), "latest"),
+        };
+        self.tags.iter().map(|t| base.with_tag(t)).collect()
     }
 }
 

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::platform::Platform;
 use crate::reference;
+use crate::reference::ImageRef;
 
 pub(crate) fn resolve(
     raw: RawProject,
@@ -183,11 +184,11 @@ impl Settings<'_> {
         title: &str,
         explicit: Option<&Spanned<String>>,
         report: &mut Report,
-    ) -> Option<String> {
+    ) -> Option<ImageRef> {
         if let Some(repo) = explicit {
-            let result = reference::check_repository(repo.get_ref());
+            let result = ImageRef::parse_repository(repo.get_ref());
             let result = result.map_err(|why| format!("{title} {why}"));
-            return checked(report, &repo.span(), result).map(|_| repo.get_ref().clone());
+            return checked(report, &repo.span(), result);
         }
         let derived = self.registry.map(|r| format!("{r}/{}", name.get_ref()));
         let shown = derived.as_deref().unwrap_or(name.get_ref());
@@ -201,7 +202,7 @@ impl Settings<'_> {
                 ),
             );
         }
-        derived
+        derived.and_then(|d| ImageRef::parse_repository(&d).ok())
     }
 }
 
@@ -362,7 +363,7 @@ fn builders(raw: Vec<(Spanned<String>, Spanned<String>)>, report: &mut Report) -
 }
 
 /// Reports an error result at `span`; `Some(())` when there was none.
-fn checked(report: &mut Report, span: &Range<usize>, result: Result<(), String>) -> Option<()> {
+fn checked<T>(report: &mut Report, span: &Range<usize>, result: Result<T, String>) -> Option<T> {
     result.map_err(|message| report.at(span, message)).ok()
 }
 

@@ -93,8 +93,8 @@ fn a_full_project_resolves() {
     assert_eq!(api.dockerfile, PathBuf::from("/p/api/Dockerfile"));
     assert_eq!(api.target.as_deref(), Some("runtime"));
     assert_eq!(
-        api.references(),
-        vec!["ghcr.io/acme/api:1.8.0", "ghcr.io/acme/api:latest"]
+        crate::reference::list(&api.references()),
+        "ghcr.io/acme/api:1.8.0, ghcr.io/acme/api:latest"
     );
     let names: Vec<String> = api.platforms.iter().map(|p| p.to_string()).collect();
     assert_eq!(names, vec!["linux/amd64", "linux/arm64", "linux/arm/v7"]);
@@ -105,7 +105,7 @@ fn a_full_project_resolves() {
     let web = &p.images["web"];
     assert_eq!(web.dockerfile, PathBuf::from("/p/web/Dockerfile.web"));
     assert_eq!(
-        web.repository.as_deref(),
+        web.repository.as_ref().map(ToString::to_string).as_deref(),
         Some("registry.example.com/team/web")
     );
     assert_eq!(web.tags, vec!["latest"]);
@@ -126,7 +126,7 @@ fn defaults_fill_in_what_is_not_written() {
     assert_eq!(app.context, PathBuf::from("/p"));
     assert_eq!(app.dockerfile, PathBuf::from("/p/Dockerfile"));
     assert_eq!(app.repository, None);
-    assert_eq!(app.references(), vec!["app:latest"]);
+    assert_eq!(crate::reference::list(&app.references()), "app:latest");
     let names: Vec<String> = app.platforms.iter().map(|p| p.to_string()).collect();
     assert_eq!(names, DEFAULT_PLATFORMS);
     assert_eq!(p.output, PathBuf::from("/p/.archbuild/oci"));

@@ -54,10 +54,7 @@ pub fn report(project: &Project, outcomes: &Outcomes<'_>, created: String) -> Re
         }
         images.push(ImageReport {
             name: name.clone(),
-            repository: spec
-                .repository
-                .clone()
-                .unwrap_or_else(|| spec.reference_base().to_string()),
+            repository: spec.reference_base(),
             tags: spec.tags.clone(),
             required_platforms: spec.platforms.clone(),
             built_platforms: built.iter().map(|b| b.platform.clone()).collect(),

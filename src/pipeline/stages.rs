@@ -8,10 +8,10 @@ use crate::buildkit::BuiltImage;
 use crate::check::{self, CheckOptions, CheckReport};
 use crate::config::{Image, Project};
 use crate::finding::{Finding, FindingKind};
-use crate::oci::Layout;
 use crate::platform::Platform;
 use crate::publish::{self, DaemonMap, PublishImage, PublishOptions, Published, Target};
-use crate::registry::{RegistryOptions, RegistryStore};
+use crate::registry::RegistryOptions;
+use crate::source_store;
 use crate::verify::{self, VerifyOptions, VerifyReport};
 
 /// Why a stage after the build could not run (as opposed to findings about the images).
@@ -163,25 +163,27 @@ pub async fn verify_published(
         let spec = &project.images[&p.image];
         let report = match target {
             Target::Layout(dir) => {
-                let layout = Layout::open(dir).map_err(|source| PipelineError::Verify {
-                    reference: format!("oci:{}", dir.display()),
-                    source,
-                })?;
-                verify_tags(&layout, spec, |tag| format!("{}:{tag}", spec.name)).await?
-            }
-            Target::Push(registry) => {
-                let repository = spec.repository.clone().unwrap_or_default();
-                let reference = crate::source::parse_registry(&repository).map_err(|e| {
+                let opened = source_store::open_layout(dir, None).map_err(|source| {
                     PipelineError::Verify {
-                        reference: repository.clone(),
-                        source: crate::store::StoreError::Other {
-                            store: repository.clone(),
-                            detail: e.to_string(),
-                        },
+                        reference: format!("oci:{}", dir.display()),
+                        source,
                     }
                 })?;
-                let store = RegistryStore::new(&reference, registry);
-                verify_tags(&store, spec, str::to_string).await?
+                verify_tags(&opened.store, spec, |tag| format!("{}:{tag}", spec.name)).await?
+            }
+            Target::Push(registry) => {
+                let reference = spec
+                    .repository
+                    .as_ref()
+                    .ok_or_else(|| PipelineError::Verify {
+                        reference: spec.name.clone(),
+                        source: crate::store::StoreError::Other {
+                            store: spec.name.clone(),
+                            detail: "the image has no repository to verify".into(),
+                        },
+                    })?;
+                let opened = source_store::open_registry(reference, registry);
+                verify_tags(&opened.store, spec, str::to_string).await?
             }
         };
         reports.push(report);

@@ -26,7 +26,7 @@ pub struct PublishImage {
     /// The image's name in the project (`api`).
     pub name: String,
     /// `REGISTRY/REPO` to push to; needed for [`Target::Push`].
-    pub repository: Option<String>,
+    pub repository: Option<crate::reference::ImageRef>,
     /// Tags to write (`1.8.0`, `latest`).
     pub tags: Vec<String>,
     /// Each platform and the daemon's image ID built for it, in index order.
@@ -123,12 +123,6 @@ pub enum PublishError {
         "image {image} has no repository to push to; set `repository` for it in archbuild.toml"
     )]
     NoRepository { image: String },
-    #[error("\"{given}\" is not a valid repository for image {image}: {reason}")]
-    BadRepository {
-        image: String,
-        given: String,
-        reason: String,
-    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -284,19 +278,13 @@ async fn push_image(
     registry: &RegistryOptions,
     pushed: &mut Vec<(String, String)>,
 ) -> Result<Published, PublishError> {
-    let repository = image
+    let reference = image
         .repository
-        .clone()
+        .as_ref()
         .ok_or_else(|| PublishError::NoRepository {
             image: image.name.clone(),
         })?;
-    let reference =
-        crate::source::parse_registry(&repository).map_err(|e| PublishError::BadRepository {
-            image: image.name.clone(),
-            given: repository.clone(),
-            reason: e.to_string(),
-        })?;
-    let store = RegistryStore::new(&reference, registry);
+    let store = RegistryStore::new(reference, registry);
     let mut blobs = Vec::new();
     for (_, converted, _) in &built.children {
         blobs.push(push::Blob {

@@ -13,6 +13,7 @@ use crate::buildkit::BuildError;
 use crate::platform::Platform;
 
 use super::{BuildEngine, EngineJob, EngineOutput};
+use crate::reference::ImageRef;
 
 /// One call the [`FakeEngine`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +122,7 @@ impl BuildEngine for FakeEngine {
                 endpoint: endpoint.clone(),
                 image: job.request.image.clone(),
                 platform: job.request.platform.clone(),
-                temporary_tag: job.temporary_tag.clone(),
+                temporary_tag: job.temporary_tag.to_string(),
             });
             let running = state.running.entry(endpoint.clone()).or_default();
             *running += 1;
@@ -164,19 +165,24 @@ impl BuildEngine for FakeEngine {
         Ok(self.state.lock().unwrap().images.contains(image_id))
     }
 
-    async fn tag(&self, endpoint: &str, image_id: &str, reference: &str) -> Result<(), BuildError> {
+    async fn tag(
+        &self,
+        endpoint: &str,
+        image_id: &str,
+        reference: &ImageRef,
+    ) -> Result<(), BuildError> {
         self.state.lock().unwrap().calls.push(FakeCall::Tag {
             endpoint: endpoint.into(),
             image_id: image_id.into(),
-            reference: reference.into(),
+            reference: reference.to_string(),
         });
         Ok(())
     }
 
-    async fn untag(&self, endpoint: &str, reference: &str) -> Result<(), BuildError> {
+    async fn untag(&self, endpoint: &str, reference: &ImageRef) -> Result<(), BuildError> {
         self.state.lock().unwrap().calls.push(FakeCall::Untag {
             endpoint: endpoint.into(),
-            reference: reference.into(),
+            reference: reference.to_string(),
         });
         Ok(())
     }

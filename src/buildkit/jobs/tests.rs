@@ -26,7 +26,7 @@ fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> Job {
         target: None,
         build_args: BTreeMap::new(),
         labels: BTreeMap::new(),
-        references: vec![format!("{image}:1.0")],
+        references: vec![format!("{image}:1.0").parse().unwrap()],
         builder: crate::endpoint::Endpoint {
             url: endpoint.into(),
             chosen_by: "DOCKER_HOST".into(),
@@ -144,7 +144,7 @@ async fn only_the_builders_own_platform_gets_the_final_tags() {
     )
     .await;
     let built = result.unwrap();
-    assert_eq!(built[0].tagged, vec!["api:1.0".to_string()]);
+    assert_eq!(crate::reference::list(&built[0].tagged), "api:1.0");
     assert!(built[1].tagged.is_empty());
     assert!(
         !built[1].emulated,
@@ -158,7 +158,7 @@ async fn only_the_builders_own_platform_gets_the_final_tags() {
             "archbuild/api:linux-arm64".to_string()
         ]
     );
-    let temporary: Vec<String> = built.iter().map(|b| b.temporary_tag.clone()).collect();
+    let temporary: Vec<String> = built.iter().map(|b| b.temporary_tag.to_string()).collect();
     assert!(temporary
         .iter()
         .all(|t| t.starts_with("archbuild-tmp/api:linux-")));
