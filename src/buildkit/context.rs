@@ -108,7 +108,8 @@ fn sha2_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-fn slash_path(rel: &Path) -> String {
+/// A relative path with `/` between its components, as tar and fsutil name entries.
+pub(super) fn slash_path(rel: &Path) -> String {
     rel.components()
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
@@ -121,25 +122,46 @@ pub fn walk(
     spec: &ContextSpec,
     mut visit: impl FnMut(&str, &Path, &Metadata) -> io::Result<()>,
 ) -> Result<(), BuildError> {
-    let mut walker = walkdir::WalkDir::new(&spec.root)
+    walk_tree(
+        &spec.root,
+        &spec.ignore,
+        |_| false,
+        |rel, path, meta| visit(rel, path, meta).map_err(|e| BuildError::io(path, e)),
+    )
+}
+
+/// The one walk of a context folder, for the tar and for the session's file-sync listing:
+/// every entry of `root` that `ignore` lets through, sorted by file name, parents before
+/// children, symlinks not followed. A top-level [`STATE_DIR`] is left out, and so is every
+/// folder for which `skip_dir` says nothing under it is wanted.
+pub fn walk_tree(
+    root: &Path,
+    ignore: &Ignore,
+    skip_dir: impl Fn(&str) -> bool,
+    mut visit: impl FnMut(&str, &Path, &Metadata) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    let mut walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
         .min_depth(1)
         .into_iter();
     while let Some(entry) = walker.next() {
         let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(&spec.root).to_path_buf();
+            let path = e.path().unwrap_or(root).to_path_buf();
             BuildError::io(path, e.into())
         })?;
-        let rel = slash_path(entry.path().strip_prefix(&spec.root).expect("under root"));
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        let rel = slash_path(rel);
         let is_dir = entry.file_type().is_dir();
-        if is_dir && rel == STATE_DIR {
-            // archbuild's own state changes with every build; it is never part of an image.
+        // archbuild's own state changes with every build; it is never part of an image.
+        if is_dir && (rel == STATE_DIR || skip_dir(&rel)) {
             walker.skip_current_dir();
             continue;
         }
-        if spec.ignore.excludes(&rel) {
-            if is_dir && !spec.ignore.may_include_under(&rel) {
+        if ignore.excludes(&rel) {
+            if is_dir && !ignore.may_include_under(&rel) {
                 walker.skip_current_dir();
             }
             continue;
@@ -147,7 +169,7 @@ pub fn walk(
         let meta = entry
             .metadata()
             .map_err(|e| BuildError::io(entry.path(), e.into()))?;
-        visit(&rel, entry.path(), &meta).map_err(|e| BuildError::io(entry.path(), e))?;
+        visit(&rel, entry.path(), &meta)?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use bollard_buildkit_proto::fsutil::types::Stat;
 
-use super::super::context::STATE_DIR;
+use super::super::context::walk_tree;
 use super::super::dockerignore::{Ignore, PatternError};
 use super::super::BuildError;
 
@@ -31,7 +31,7 @@ const MODE_STICKY: u32 = 1 << 20;
 /// One folder a session offers under a name (`context`, `dockerfile`).
 #[derive(Debug, Clone)]
 pub enum SyncDir {
-    /// A folder tree with its `.dockerignore`; a top-level [`STATE_DIR`] is never sent.
+    /// A folder tree with its `.dockerignore`; a top-level [`STATE_DIR`](super::super::context::STATE_DIR) is never sent.
     Tree { root: PathBuf, ignore: Ignore },
     /// A folder holding just one file: the Dockerfile, wherever it lives, under `name`.
     Single { name: String, path: PathBuf },
@@ -124,51 +124,33 @@ fn list_tree(
     let mut out = Vec::new();
     let mut chain: Vec<String> = Vec::new();
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    let mut walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1)
-        .into_iter();
-    while let Some(entry) = walker.next() {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(root).to_path_buf();
-            BuildError::io(path, e.into())
-        })?;
-        let rel = slash_path(entry.path().strip_prefix(root).expect("under root"));
-        let is_dir = entry.file_type().is_dir();
-        if is_dir && (rel == STATE_DIR || !filter.may_select_under(&rel, &literal)) {
-            walker.skip_current_dir();
-            continue;
+    let skip_dir = |rel: &str| !filter.may_select_under(rel, &literal);
+    walk_tree(root, ignore, skip_dir, |rel, path, meta| {
+        if !filter.selects(rel) {
+            return Ok(());
         }
-        if ignore.excludes(&rel) {
-            if is_dir && !ignore.may_include_under(&rel) {
-                walker.skip_current_dir();
-            }
-            continue;
-        }
-        if !filter.selects(&rel) {
-            continue;
-        }
-        let meta = entry
-            .metadata()
-            .map_err(|e| BuildError::io(entry.path(), e.into()))?;
-        add_parents(root, &rel, &mut chain, &mut out)?;
-        let mut stat = stat_of(&rel, entry.path(), &meta)?;
+        add_parents(root, rel, &mut chain, &mut out)?;
+        let mut stat = stat_of(rel, path, meta)?;
         let mut file = None;
         if meta.is_file() {
             let first = (meta.nlink() > 1)
-                .then(|| links.entry((meta.dev(), meta.ino())).or_insert(rel.clone()))
-                .filter(|first| **first != rel);
+                .then(|| {
+                    links
+                        .entry((meta.dev(), meta.ino()))
+                        .or_insert(rel.to_string())
+                })
+                .filter(|first| first.as_str() != rel);
             match first {
                 Some(first) => stat.linkname = first.clone(),
-                None => file = Some(entry.path().to_path_buf()),
+                None => file = Some(path.to_path_buf()),
             }
         }
         out.push(Entry { stat, file });
-        if is_dir {
-            chain.push(rel);
+        if meta.is_dir() {
+            chain.push(rel.to_string());
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -251,13 +233,6 @@ pub fn go_mode(meta: &Metadata) -> u32 {
         }
     }
     mode
-}
-
-fn slash_path(rel: &Path) -> String {
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[cfg(test)]
