@@ -136,6 +136,114 @@ impl DockerEngine {
     }
 }
 
+/// The Engine API's build parameters for `job`.
+fn build_options(job: &EngineJob, spec: &ContextSpec) -> BuildImageOptions {
+    let request = &job.request;
+    BuildImageOptions {
+        dockerfile: spec.dockerfile_in_tar.clone(),
+        t: Some(job.temporary_tag.to_string()),
+        platform: request.platform.to_string(),
+        target: request.target.clone().unwrap_or_default(),
+        buildargs: Some(request.build_args.clone().into_iter().collect()),
+        labels: Some(job.labels.clone().into_iter().collect()),
+        nocache: job.no_cache,
+        rm: true,
+        version: BuilderVersion::BuilderBuildKit,
+        session: Some(session_id()),
+        ..Default::default()
+    }
+}
+
+/// Starts the build: with the file-sync session where it can be used, else with the context
+/// as a streamed tar body (and says why).
+async fn start<'a>(
+    docker: &'a Docker,
+    endpoint: &str,
+    spec: ContextSpec,
+    dockerfile: &Path,
+    options: BuildImageOptions,
+) -> (InfoStream<'a>, Upload) {
+    match sync_build(docker, endpoint, &spec, dockerfile, options.clone()).await {
+        Ok((session, stream)) => (stream, Upload::Session(session)),
+        Err(reason) => {
+            explain_fallback(endpoint, &reason);
+            let (body, writer) = context::stream(spec);
+            let stream = docker.build_image(options, None, Some(bollard::body_stream(body)));
+            (Box::pin(stream), Upload::Tar(writer))
+        }
+    }
+}
+
+/// Follows the build stream to its end, turning BuildKit's status into events: the image ID
+/// and the daemon's error if the build failed; `Err` only when `cancel` fired.
+async fn follow(
+    stream: &mut InfoStream<'_>,
+    tracker: &mut StepTracker,
+    job: &EngineJob,
+    events: &mpsc::Sender<BuildEvent>,
+    cancel: &CancellationToken,
+) -> Result<(Option<String>, Option<BuildError>), BuildError> {
+    let endpoint = job.request.builder.url.as_str();
+    let mut image_id = None;
+    let failure = loop {
+        let item = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(BuildError::Cancelled),
+            item = stream.next() => item,
+        };
+        match item {
+            None => break None,
+            Some(Ok(info)) => match info.aux {
+                Some(BuildInfoAux::BuildKit(status)) => {
+                    for event in tracker.update(&job.job, &status) {
+                        let _ = events.send(event).await;
+                    }
+                }
+                Some(BuildInfoAux::Default(id)) => image_id = id.id.or(image_id),
+                None => {}
+            },
+            Some(Err(err)) => break Some(daemon_error(endpoint, err)),
+        }
+        // The session keeps bollard's stream open after the build ended, so the stream
+        // does not end by itself; the image ID comes at the end of the build.
+        if image_id.is_some() {
+            break None;
+        }
+    };
+    // Status messages of cached steps may still be in flight behind the image ID: read
+    // until the stream has been quiet for a moment, so every step gets its event.
+    if failure.is_none() {
+        while let Ok(Some(Ok(info))) = tokio::time::timeout(TRAILING_STATUS, stream.next()).await
+        {
+            if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
+                for event in tracker.update(&job.job, &status) {
+                    let _ = events.send(event).await;
+                }
+            }
+        }
+    }
+    Ok((image_id, failure))
+}
+
+/// A daemon's build error in the user's terms: which step, which platform, and why.
+fn explain_failure(err: BuildError, job: &EngineJob, tracker: &StepTracker) -> BuildError {
+    let BuildError::Daemon { message, .. } = &err else {
+        return err;
+    };
+    let request = &job.request;
+    let ctx = FailureContext {
+        dockerfile: request.dockerfile.clone(),
+        platform: Some(request.platform.clone()),
+        builder: job.builder_platform.clone(),
+        endpoint: request.builder.url.clone(),
+        failed_step: tracker.failed_step(),
+        log_tail: tracker.failed_tail(),
+        target: request.target.clone(),
+        stages: job.stages.clone(),
+    };
+    classify(message, &ctx)
+}
+
 /// A session ID unique to this process and build.
 fn session_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -192,102 +300,26 @@ impl BuildEngine for DockerEngine {
                 endpoint: endpoint.into(),
                 message: e.to_string(),
             })??;
-        let options = BuildImageOptions {
-            dockerfile: spec.dockerfile_in_tar.clone(),
-            t: Some(job.temporary_tag.to_string()),
-            platform: request.platform.to_string(),
-            target: request.target.clone().unwrap_or_default(),
-            buildargs: Some(request.build_args.clone().into_iter().collect()),
-            labels: Some(job.labels.clone().into_iter().collect()),
-            nocache: job.no_cache,
-            rm: true,
-            version: BuilderVersion::BuilderBuildKit,
-            session: Some(session_id()),
-            ..Default::default()
-        };
-        let (mut stream, upload): (InfoStream<'_>, Upload) = match sync_build(
-            &docker,
-            endpoint,
-            &spec,
-            &request.dockerfile,
-            options.clone(),
-        )
-        .await
-        {
-            Ok((session, stream)) => (stream, Upload::Session(session)),
-            Err(reason) => {
-                explain_fallback(endpoint, &reason);
-                let (body, writer) = context::stream(spec);
-                let stream = docker.build_image(options, None, Some(bollard::body_stream(body)));
-                (Box::pin(stream), Upload::Tar(writer))
-            }
-        };
+        let options = build_options(job, &spec);
+        let (mut stream, upload) = start(&docker, endpoint, spec, &request.dockerfile, options).await;
         let mut tracker = StepTracker::default();
-        let mut image_id = None;
-        let failure = loop {
-            let item = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => {
-                    if let Upload::Tar(writer) = &upload {
-                        writer.abort();
-                    }
-                    return Err(BuildError::Cancelled);
+        let followed = follow(&mut stream, &mut tracker, job, events, cancel).await;
+        drop(stream);
+        let (image_id, failure) = match followed {
+            Ok(ended) => ended,
+            Err(cancelled) => {
+                if let Upload::Tar(writer) = &upload {
+                    writer.abort();
                 }
-                item = stream.next() => item,
-            };
-            match item {
-                None => break None,
-                Some(Ok(info)) => match info.aux {
-                    Some(BuildInfoAux::BuildKit(status)) => {
-                        for event in tracker.update(&job.job, &status) {
-                            let _ = events.send(event).await;
-                        }
-                    }
-                    Some(BuildInfoAux::Default(id)) => image_id = id.id.or(image_id),
-                    None => {}
-                },
-                Some(Err(err)) => break Some(daemon_error(endpoint, err)),
-            }
-            // The session keeps bollard's stream open after the build ended, so the stream
-            // does not end by itself; the image ID comes at the end of the build.
-            if image_id.is_some() {
-                break None;
+                return Err(cancelled);
             }
         };
-        // Status messages of cached steps may still be in flight behind the image ID: read
-        // until the stream has been quiet for a moment, so every step gets its event.
-        if failure.is_none() {
-            while let Ok(Some(Ok(info))) =
-                tokio::time::timeout(TRAILING_STATUS, stream.next()).await
-            {
-                if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
-                    for event in tracker.update(&job.job, &status) {
-                        let _ = events.send(event).await;
-                    }
-                }
-            }
-        }
-        drop(stream);
         let written = match upload {
             Upload::Tar(writer) => writer.await.map(|r| r.map(|stats| stats.bytes)),
             Upload::Session(session) => Ok(Ok(session.bytes_sent())),
         };
         if let Some(err) = failure {
-            let message = match &err {
-                BuildError::Daemon { message, .. } => message.clone(),
-                _ => return Err(err),
-            };
-            let ctx = FailureContext {
-                dockerfile: request.dockerfile.clone(),
-                platform: Some(request.platform.clone()),
-                builder: job.builder_platform.clone(),
-                endpoint: endpoint.into(),
-                failed_step: tracker.failed_step(),
-                log_tail: tracker.failed_tail(),
-                target: request.target.clone(),
-                stages: job.stages.clone(),
-            };
-            return Err(classify(&message, &ctx));
+            return Err(explain_failure(err, job, &tracker));
         }
         let context_bytes = match written {
             Ok(Ok(bytes)) => bytes,
