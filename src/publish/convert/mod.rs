@@ -139,8 +139,6 @@ pub fn read_export(
         image: image.to_string(),
         detail,
     };
-    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut links: HashMap<String, String> = HashMap::new();
     let mut pending = Compressions {
         compression,
         cache,
@@ -150,80 +148,20 @@ pub fn read_export(
         jobs: HashMap::new(),
         done: HashMap::new(),
     };
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let path = entry.path().map_err(io)?.to_string_lossy().into_owned();
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() {
-            if let Some(target) = entry.link_name().map_err(io)? {
-                links.insert(path.clone(), resolve(&path, &target));
-            }
-            continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
-        let size = entry.header().size().map_err(io)?;
-        let layer_candidate = path.ends_with("layer.tar") || path.starts_with("blobs/");
-        if !layer_candidate || size < 1 << 20 {
-            // manifest.json, configs, small blobs (a config or a tiny layer) and the rest.
-            if size > 64 << 20 {
-                continue;
-            }
-            let mut bytes = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut bytes).map_err(io)?;
-            if layer_candidate && !bytes.starts_with(b"{") {
-                pending.add(&path, size, &mut &bytes[..]).map_err(io)?;
-            }
-            small.insert(path, bytes);
-            continue;
-        }
-        pending.add(&path, size, &mut entry).map_err(io)?;
-    }
+    let members = read_members(reader, &mut pending).map_err(io)?;
     let Compressions {
         diff_of,
         jobs,
         done,
         ..
     } = pending;
-    let manifest = small
-        .get("manifest.json")
-        .ok_or_else(|| bad("manifest.json is missing".into()))?;
-    let manifests: Vec<SaveManifest> =
-        serde_json::from_slice(manifest).map_err(|e| bad(format!("manifest.json: {e}")))?;
-    let [save] = manifests.as_slice() else {
-        return Err(bad(format!(
-            "{} images in one export, expected 1",
-            manifests.len()
-        )));
-    };
-    let config = small
-        .get(&save.config)
-        .cloned()
-        .ok_or_else(|| bad(format!("config {} is missing", save.config)))?;
-    let mut results: HashMap<String, Layer> = HashMap::new();
-    for (diff_id, job) in jobs {
-        let (layer, plain_size) = job
-            .join()
-            .map_err(|_| io(std::io::Error::other("a compression thread panicked")))?
-            .map_err(io)?;
-        cache
-            .record_layer(&diff_id, &layer, plain_size)
-            .map_err(io)?;
-        results.insert(diff_id, layer);
-    }
-    for (diff_id, (layer, plain_size)) in done {
-        cache
-            .record_layer(&diff_id, &layer, plain_size)
-            .map_err(io)?;
-        results.insert(diff_id, layer);
-    }
+    let (save, config) = the_one_image(&members.small).map_err(bad)?;
+    let results = record_layers(cache, jobs, done).map_err(io)?;
     let compressed = results.len();
     let mut diff_ids = Vec::new();
     let mut layers = Vec::new();
     for path in &save.layers {
-        let path = links.get(path).unwrap_or(path);
+        let path = members.links.get(path).unwrap_or(path);
         let diff_id = diff_of
             .get(path)
             .ok_or_else(|| bad(format!("layer {path} is missing")))?;
@@ -243,6 +181,91 @@ pub fn read_export(
         layers,
         compressed,
     })
+}
+
+/// The members of an export that are kept whole (`manifest.json`, configs, small blobs) and
+/// its symlinks; layers go to the compressions as they stream past.
+struct Members {
+    small: HashMap<String, Vec<u8>>,
+    links: HashMap<String, String>,
+}
+
+fn read_members(reader: impl Read, pending: &mut Compressions<'_>) -> std::io::Result<Members> {
+    let mut members = Members {
+        small: HashMap::new(),
+        links: HashMap::new(),
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            if let Some(target) = entry.link_name()? {
+                members.links.insert(path.clone(), resolve(&path, &target));
+            }
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        let size = entry.header().size()?;
+        let layer_candidate = path.ends_with("layer.tar") || path.starts_with("blobs/");
+        if !layer_candidate || size < 1 << 20 {
+            // manifest.json, configs, small blobs (a config or a tiny layer) and the rest.
+            if size > 64 << 20 {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut bytes)?;
+            if layer_candidate && !bytes.starts_with(b"{") {
+                pending.add(&path, size, &mut &bytes[..])?;
+            }
+            members.small.insert(path, bytes);
+            continue;
+        }
+        pending.add(&path, size, &mut entry)?;
+    }
+    Ok(members)
+}
+
+/// The export's one image: its `manifest.json` entry and its config's bytes.
+fn the_one_image(small: &HashMap<String, Vec<u8>>) -> Result<(SaveManifest, Vec<u8>), String> {
+    let manifest = small
+        .get("manifest.json")
+        .ok_or_else(|| "manifest.json is missing".to_string())?;
+    let manifests: Vec<SaveManifest> =
+        serde_json::from_slice(manifest).map_err(|e| format!("manifest.json: {e}"))?;
+    let count = manifests.len();
+    let Ok([save]) = <[SaveManifest; 1]>::try_from(manifests) else {
+        return Err(format!("{count} images in one export, expected 1"));
+    };
+    let config = small
+        .get(&save.config)
+        .cloned()
+        .ok_or_else(|| format!("config {} is missing", save.config))?;
+    Ok((save, config))
+}
+
+/// Waits for the compressions still running and records every compressed layer in the cache.
+fn record_layers(
+    cache: &BlobCache,
+    jobs: HashMap<String, Job>,
+    done: HashMap<String, Compressed>,
+) -> std::io::Result<HashMap<String, Layer>> {
+    let mut results: HashMap<String, Layer> = HashMap::new();
+    for (diff_id, job) in jobs {
+        let (layer, plain_size) = job
+            .join()
+            .map_err(|_| std::io::Error::other("a compression thread panicked"))??;
+        cache.record_layer(&diff_id, &layer, plain_size)?;
+        results.insert(diff_id, layer);
+    }
+    for (diff_id, (layer, plain_size)) in done {
+        cache.record_layer(&diff_id, &layer, plain_size)?;
+        results.insert(diff_id, layer);
+    }
+    Ok(results)
 }
 
 /// A symlink target relative to the link's folder, as an archive path.
