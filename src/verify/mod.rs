@@ -102,30 +102,7 @@ async fn verify_structure<S: Store>(
         content: Vec::new(),
     };
     if mt::is_image_manifest(&top.media_type) {
-        let (child, findings) = check_child(store, &top, None).await;
-        if required.len() > 1 {
-            report.findings.push(
-                Finding::error(
-                    FindingKind::SingleArch,
-                    format!(
-                        "{image} is a single image manifest ({}), not an index: it cannot cover {}",
-                        child
-                            .as_ref()
-                            .map_or("unknown platform".into(), |c| c.platform.to_string()),
-                        list(required)
-                    ),
-                )
-                .with_image(&image),
-            );
-        } else if let (Some(want), Some(c)) = (required.first(), &child) {
-            if &c.platform != want {
-                report
-                    .findings
-                    .push(missing(&image, want, std::slice::from_ref(&c.platform)));
-            }
-        }
-        report.findings.extend(findings);
-        report.children.extend(child);
+        verify_single(store, &top, &image, required, &mut report).await;
         return Ok(report);
     }
     if !mt::is_index(&top.media_type) {
@@ -156,40 +133,83 @@ async fn verify_structure<S: Store>(
             report.findings.push(missing(&image, want, &present));
         }
     }
-    let image = image.as_str();
-    let checks = entries.iter().map(|entry| async move {
-        match store.manifest(&entry.digest).await {
-            Ok(child) => {
-                let mut extra = Vec::new();
-                if child.bytes.len() as u64 != entry.size {
-                    extra.push(broken(
-                        image,
-                        entry,
-                        format!(
-                            "the index says {} bytes, the manifest has {}",
-                            entry.size,
-                            child.bytes.len()
-                        ),
-                    ));
-                }
-                let (report, mut findings) = check_child(store, &child, Some(entry)).await;
-                findings.extend(extra);
-                (report, findings)
-            }
-            Err(e @ (StoreError::NotFound { .. } | StoreError::DigestMismatch { .. })) => {
-                (None, vec![broken(image, entry, e.to_string())])
-            }
-            Err(e) => (
-                None,
-                vec![broken(image, entry, format!("could not be fetched: {e}"))],
-            ),
-        }
-    });
+    let checks = entries
+        .iter()
+        .map(|entry| verify_entry(store, &image, entry));
     for (child, findings) in futures_util::future::join_all(checks).await {
         report.children.extend(child);
         report.findings.extend(findings);
     }
     Ok(report)
+}
+
+/// A tag naming one image manifest, not an index: right only when one platform is required
+/// and it is that image's.
+async fn verify_single<S: Store>(
+    store: &S,
+    top: &RawManifest,
+    image: &str,
+    required: &[Platform],
+    report: &mut VerifyReport,
+) {
+    let (child, findings) = check_child(store, top, None).await;
+    if required.len() > 1 {
+        report.findings.push(
+            Finding::error(
+                FindingKind::SingleArch,
+                format!(
+                    "{image} is a single image manifest ({}), not an index: it cannot cover {}",
+                    child
+                        .as_ref()
+                        .map_or("unknown platform".into(), |c| c.platform.to_string()),
+                    list(required)
+                ),
+            )
+            .with_image(image),
+        );
+    } else if let (Some(want), Some(c)) = (required.first(), &child) {
+        if &c.platform != want {
+            report
+                .findings
+                .push(missing(image, want, std::slice::from_ref(&c.platform)));
+        }
+    }
+    report.findings.extend(findings);
+    report.children.extend(child);
+}
+
+/// One entry of the index: its manifest fetched (size and digest checked) and verified.
+async fn verify_entry<S: Store>(
+    store: &S,
+    image: &str,
+    entry: &Descriptor,
+) -> (Option<ChildReport>, Vec<Finding>) {
+    match store.manifest(&entry.digest).await {
+        Ok(child) => {
+            let mut extra = Vec::new();
+            if child.bytes.len() as u64 != entry.size {
+                extra.push(broken(
+                    image,
+                    entry,
+                    format!(
+                        "the index says {} bytes, the manifest has {}",
+                        entry.size,
+                        child.bytes.len()
+                    ),
+                ));
+            }
+            let (report, mut findings) = check_child(store, &child, Some(entry)).await;
+            findings.extend(extra);
+            (report, findings)
+        }
+        Err(e @ (StoreError::NotFound { .. } | StoreError::DigestMismatch { .. })) => {
+            (None, vec![broken(image, entry, e.to_string())])
+        }
+        Err(e) => (
+            None,
+            vec![broken(image, entry, format!("could not be fetched: {e}"))],
+        ),
+    }
 }
 
 /// Runs the content check on every child that verified without a broken reference (a
