@@ -154,6 +154,29 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
             Endian::Big => goblin::container::Endian::Big,
         },
     );
+    let Some(headers) = program_headers(bytes, file_size, &header, ctx)? else {
+        // Linkers put the table right after the header; a table beyond the prefix is
+        // unusual but not wrong, and the loader is then simply unknown.
+        info.interp_beyond_prefix = true;
+        return Ok(info);
+    };
+    if let Some(interp) = headers.iter().find(|h| h.p_type == PT_INTERP) {
+        match read_interp(bytes, file_size, interp)? {
+            Some(path) => info.interp = Some(path),
+            None => info.interp_beyond_prefix = true,
+        }
+    }
+    Ok(info)
+}
+
+/// The program header table, checked against the file's size; `None` when it lies beyond
+/// the bytes read.
+fn program_headers(
+    bytes: &[u8],
+    file_size: u64,
+    header: &goblin::elf::Header,
+    ctx: Ctx,
+) -> Result<Option<Vec<ProgramHeader>>, String> {
     let entry_len = ProgramHeader::size(ctx);
     if usize::from(header.e_phentsize) != entry_len {
         return Err(format!(
@@ -171,40 +194,42 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         ));
     }
     if table_end > bytes.len() as u64 {
-        // Linkers put the table right after the header; a table beyond the prefix is
-        // unusual but not wrong, and the loader is then simply unknown.
-        info.interp_beyond_prefix = true;
-        return Ok(info);
+        return Ok(None);
     }
-    let headers = ProgramHeader::parse(
+    ProgramHeader::parse(
         bytes,
         header.e_phoff as usize,
         usize::from(header.e_phnum),
         ctx,
     )
-    .map_err(|e| format!("unreadable program headers: {e}"))?;
-    if let Some(interp) = headers.iter().find(|h| h.p_type == PT_INTERP) {
-        let end = interp
-            .p_offset
-            .checked_add(interp.p_filesz)
-            .ok_or("PT_INTERP offset overflows")?;
-        if end > file_size {
-            return Err(format!(
-                "PT_INTERP ends at byte {end}, past the end of the {file_size}-byte file"
-            ));
-        }
-        if end > bytes.len() as u64 {
-            info.interp_beyond_prefix = true;
-        } else {
-            let raw = &bytes[interp.p_offset as usize..end as usize];
-            let raw = raw.split(|b| *b == 0).next().unwrap_or_default();
-            if raw.is_empty() {
-                return Err("PT_INTERP is empty".into());
-            }
-            info.interp = Some(String::from_utf8_lossy(raw).into_owned());
-        }
+    .map(Some)
+    .map_err(|e| format!("unreadable program headers: {e}"))
+}
+
+/// The loader `PT_INTERP` names; `None` when it lies beyond the bytes read.
+fn read_interp(
+    bytes: &[u8],
+    file_size: u64,
+    interp: &ProgramHeader,
+) -> Result<Option<String>, String> {
+    let end = interp
+        .p_offset
+        .checked_add(interp.p_filesz)
+        .ok_or("PT_INTERP offset overflows")?;
+    if end > file_size {
+        return Err(format!(
+            "PT_INTERP ends at byte {end}, past the end of the {file_size}-byte file"
+        ));
     }
-    Ok(info)
+    if end > bytes.len() as u64 {
+        return Ok(None);
+    }
+    let raw = &bytes[interp.p_offset as usize..end as usize];
+    let raw = raw.split(|b| *b == 0).next().unwrap_or_default();
+    if raw.is_empty() {
+        return Err("PT_INTERP is empty".into());
+    }
+    Ok(Some(String::from_utf8_lossy(raw).into_owned()))
 }
 
 /// The float ABI an ARM EABI (version 5 and later) file declares in `e_flags`.
