@@ -266,29 +266,7 @@ async fn build_one<E: BuildEngine>(
         _ => None,
     };
     let reused = reusable(engine, request, options, fingerprint.as_deref()).await?;
-    let output = match &reused {
-        Some(image_id) => {
-            engine
-                .tag(&request.builder.url, image_id, &engine_job.temporary_tag)
-                .await?;
-            EngineOutput {
-                image_id: image_id.clone(),
-                log_tail: Vec::new(),
-                cached_steps: 0,
-                context_bytes: 0,
-            }
-        }
-        None => match engine.build(&engine_job, events, cancel).await {
-            Ok(output) => output,
-            Err(err) => {
-                // A build cut off late may already carry its temporary tag.
-                let _ = engine
-                    .untag(&request.builder.url, &engine_job.temporary_tag)
-                    .await;
-                return Err(err);
-            }
-        },
-    };
+    let output = build_or_reuse(engine, &engine_job, reused.as_deref(), events, cancel).await?;
     if let (Some(dir), Some(fingerprint), None) = (&options.cache_dir, fingerprint, &reused) {
         let entry = CacheEntry {
             image: request.image.clone(),
@@ -325,6 +303,35 @@ async fn build_one<E: BuildEngine>(
         emulated,
         context_bytes: output.context_bytes,
     })
+}
+
+/// The engine's output for `job`: the reused image, tagged with the job's temporary tag, or a
+/// fresh build (whose temporary tag is removed again if the build fails).
+async fn build_or_reuse<E: BuildEngine>(
+    engine: &E,
+    job: &EngineJob,
+    reused: Option<&str>,
+    events: &mpsc::Sender<BuildEvent>,
+    cancel: &CancellationToken,
+) -> Result<EngineOutput, BuildError> {
+    let endpoint = &job.request.builder.url;
+    if let Some(image_id) = reused {
+        engine.tag(endpoint, image_id, &job.temporary_tag).await?;
+        return Ok(EngineOutput {
+            image_id: image_id.to_string(),
+            log_tail: Vec::new(),
+            cached_steps: 0,
+            context_bytes: 0,
+        });
+    }
+    match engine.build(job, events, cancel).await {
+        Ok(output) => Ok(output),
+        Err(err) => {
+            // A build cut off late may already carry its temporary tag.
+            let _ = engine.untag(endpoint, &job.temporary_tag).await;
+            Err(err)
+        }
+    }
 }
 
 /// The previous image's ID when nothing changed and the daemon still has it.
