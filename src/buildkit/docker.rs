@@ -213,8 +213,7 @@ async fn follow(
     // Status messages of cached steps may still be in flight behind the image ID: read
     // until the stream has been quiet for a moment, so every step gets its event.
     if failure.is_none() {
-        while let Ok(Some(Ok(info))) = tokio::time::timeout(TRAILING_STATUS, stream.next()).await
-        {
+        while let Ok(Some(Ok(info))) = tokio::time::timeout(TRAILING_STATUS, stream.next()).await {
             if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
                 for event in tracker.update(&job.job, &status) {
                     let _ = events.send(event).await;
@@ -301,7 +300,8 @@ impl BuildEngine for DockerEngine {
                 message: e.to_string(),
             })??;
         let options = build_options(job, &spec);
-        let (mut stream, upload) = start(&docker, endpoint, spec, &request.dockerfile, options).await;
+        let (mut stream, upload) =
+            start(&docker, endpoint, spec, &request.dockerfile, options).await;
         let mut tracker = StepTracker::default();
         let followed = follow(&mut stream, &mut tracker, job, events, cancel).await;
         drop(stream);

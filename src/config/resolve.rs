@@ -70,26 +70,7 @@ pub(crate) fn resolve(
         registry: registry.as_deref(),
         default_platforms: &default_platforms,
     };
-    let mut images = BTreeMap::new();
-    let mut written: HashMap<String, (String, usize)> = HashMap::new();
-    for (name, raw_image) in raw.images {
-        let tag_spans = tag_spans(&raw_image, &name);
-        let image = settings.image(&name, raw_image, report);
-        for tag in &image.tags {
-            let reference = format!("{}:{tag}", image.reference_base());
-            let span = tag_spans.get(tag).cloned().unwrap_or(name.span());
-            if let Some((other, at)) = written.get(&reference) {
-                let msg = format!(
-                    "\"{reference}\" is also written by [images.{other}] ({}); give each image its own repository or tags",
-                    report.describe(*at)
-                );
-                report.at(&span, msg);
-            } else {
-                written.insert(reference, (image.name.clone(), span.start));
-            }
-        }
-        images.insert(image.name.clone(), image);
-    }
+    let images = settings.images(raw.images, report);
 
     Project {
         file: file.to_path_buf(),
@@ -123,6 +104,34 @@ struct Settings<'a> {
 }
 
 impl Settings<'_> {
+    /// Every image, each reference written by one image only.
+    fn images(
+        &self,
+        raw: Vec<(Spanned<String>, RawImage)>,
+        report: &mut Report,
+    ) -> BTreeMap<String, Image> {
+        let mut images = BTreeMap::new();
+        let mut written: HashMap<ImageRef, (String, usize)> = HashMap::new();
+        for (name, raw_image) in raw {
+            let tag_spans = tag_spans(&raw_image, &name);
+            let image = self.image(&name, raw_image, report);
+            for (tag, reference) in image.tags.iter().zip(image.references()) {
+                let span = tag_spans.get(tag).cloned().unwrap_or(name.span());
+                if let Some((other, at)) = written.get(&reference) {
+                    let msg = format!(
+                        "\"{reference}\" is also written by [images.{other}] ({}); give each image its own repository or tags",
+                        report.describe(*at)
+                    );
+                    report.at(&span, msg);
+                } else {
+                    written.insert(reference, (image.name.clone(), span.start));
+                }
+            }
+            images.insert(image.name.clone(), image);
+        }
+        images
+    }
+
     fn image(&self, name: &Spanned<String>, raw: RawImage, report: &mut Report) -> Image {
         let title = format!("[images.{}]", name.get_ref());
         let context_rel = raw.context.as_ref().map_or(".", |c| c.get_ref().as_str());

@@ -246,3 +246,15 @@ fn check_globs_and_binaries() {
     );
     assert_eq!(got[1], "2:42: [images.app] check.binaries entry \"usr/bin/x\" is not an absolute path; did you mean \"/usr/bin/x\"?");
 }
+
+#[test]
+fn two_spellings_of_one_repository_are_one_reference() {
+    // `docker.io/library/app` and a local-only image named `app` are the same name to Docker.
+    let got =
+        problems("[images.app]\n[images.other]\nrepository = \"index.docker.io/library/app\"\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("\"app:latest\" is also written by [images.app]"),
+        "{got:?}"
+    );
+}
