@@ -267,13 +267,13 @@ fn audit_finds_the_broken_sidecar_init_container_and_cronjob_and_writes_patches(
     );
     assert_eq!(
         doc["patches"][0]["command"],
-        "kubectl patch deployment shop -n prod --type strategic --patch-file patches/deployment-prod-shop.affinity.yaml"
+        "kubectl patch deployment shop -n prod --type strategic --patch-file patches/deployment_prod_shop.affinity.yaml"
     );
     let shop: k8s_openapi::api::apps::v1::Deployment = serde_yaml_ng::from_str(
         &std::fs::read_to_string(
             project
                 .path()
-                .join("patches/deployment-prod-shop.affinity.yaml"),
+                .join("patches/deployment_prod_shop.affinity.yaml"),
         )
         .unwrap(),
     )
@@ -301,7 +301,7 @@ fn audit_finds_the_broken_sidecar_init_container_and_cronjob_and_writes_patches(
         &std::fs::read_to_string(
             project
                 .path()
-                .join("patches/cronjob-prod-report.affinity.yaml"),
+                .join("patches/cronjob_prod_report.affinity.yaml"),
         )
         .unwrap(),
     )
@@ -321,7 +321,7 @@ fn audit_finds_the_broken_sidecar_init_container_and_cronjob_and_writes_patches(
         &std::fs::read_to_string(
             project
                 .path()
-                .join("patches/deployment-prod-web.toleration.yaml"),
+                .join("patches/deployment_prod_web.toleration.yaml"),
         )
         .unwrap(),
     )

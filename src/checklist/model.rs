@@ -203,7 +203,7 @@ fn interim_patch(image: &str, architectures: &[String]) -> Option<InterimPatch> 
     patch.file_name = format!("{image}.affinity.yaml");
     Some(InterimPatch {
         architectures: architectures.to_vec(),
-        command: patch.command(None),
+        command: patch.template_command(),
         file_name: patch.file_name,
         yaml: patch.yaml,
     })
@@ -224,7 +224,7 @@ fn migration(images: &[ImageChecklist]) -> Option<Migration> {
             .filter(|i| i.covers_arm64 && i.classification == "verified-multi-arch")
             .map(|i| i.name.clone())
             .collect(),
-        toleration_command: patch.command(None),
+        toleration_command: patch.template_command(),
         toleration_file: patch.file_name,
         toleration_yaml: patch.yaml,
     })

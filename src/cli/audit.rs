@@ -166,7 +166,18 @@ fn write_patches(dir: &Path, audit: &Audit) -> anyhow::Result<Vec<PathBuf>> {
         .iter()
         .chain(&audit.toleration_patches)
     {
-        let path = dir.join(&patch.file_name);
+        let name = Path::new(&patch.file_name);
+        let plain = matches!(
+            name.components().collect::<Vec<_>>().as_slice(),
+            [std::path::Component::Normal(_)]
+        );
+        anyhow::ensure!(
+            plain,
+            "patch file name {:?} is not a plain file name; refusing to write outside {}",
+            patch.file_name,
+            dir.display()
+        );
+        let path = dir.join(name);
         crate::atomic_file::write(&path, patch.yaml.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);

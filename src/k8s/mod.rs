@@ -4,6 +4,7 @@
 //!
 //! Pure: no I/O. The audit reads files and registries; this module only reasons about objects.
 
+pub mod names;
 mod patch;
 mod pin;
 mod workload;

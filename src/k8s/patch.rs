@@ -25,7 +25,9 @@ pub struct Patch {
     pub kind: WorkloadKind,
     pub namespace: String,
     pub name: String,
-    /// A file name for it: `deployment-prod-api.affinity.yaml`.
+    /// A file name for it: `deployment_prod_api.affinity.yaml`. Kinds, namespaces and names
+    /// never hold `_` or `/` (see [`super::names`]), so distinct workloads get distinct names
+    /// and a name never leaves the folder it is written to.
     pub file_name: String,
     /// The patch document, YAML.
     pub yaml: String,
@@ -43,19 +45,38 @@ pub enum PatchError {
 }
 
 impl Patch {
-    /// `kubectl patch deployment api -n prod --type strategic --patch-file DIR/FILE`.
+    /// `kubectl patch deployment api -n prod --type strategic --patch-file DIR/FILE`, every
+    /// word quoted for a POSIX shell where it needs it.
     pub fn command(&self, dir: Option<&Path>) -> String {
         let file = match dir {
             Some(d) => d.join(&self.file_name).display().to_string(),
             None => self.file_name.clone(),
         };
+        self.render(&file, shell_word)
+    }
+
+    /// The command as a template, for a patch of a placeholder workload (`<workload>`) that a
+    /// person fills in: the words as they are, unquoted.
+    pub fn template_command(&self) -> String {
+        self.render(&self.file_name, str::to_string)
+    }
+
+    fn render(&self, file: &str, word: fn(&str) -> String) -> String {
         format!(
-            "kubectl patch {} {} -n {} --type strategic --patch-file {file}",
+            "kubectl patch {} {} -n {} --type strategic --patch-file {}",
             self.kind.as_str().to_ascii_lowercase(),
-            self.name,
-            self.namespace
+            word(&self.name),
+            word(&self.namespace),
+            word(file)
         )
     }
+}
+
+/// `word` as one POSIX shell word: unchanged when no shell treats any of it specially, else
+/// quoted (shlex). A NUL, which no argument can hold, is dropped.
+pub fn shell_word(word: &str) -> String {
+    let word = word.replace('\0', "");
+    shlex::try_quote(&word).map_or(word.clone(), |q| q.into_owned())
 }
 
 /// The node-affinity patch that keeps `workload` on `architectures` (label values: `amd64`).
@@ -210,7 +231,7 @@ fn build(
         namespace: workload.namespace.clone(),
         name: workload.name.clone(),
         file_name: format!(
-            "{}-{}-{}.{what}.yaml",
+            "{}_{}_{}.{what}.yaml",
             workload.kind.as_str().to_ascii_lowercase(),
             workload.namespace,
             workload.name

@@ -146,10 +146,10 @@ fn node_selector_and_affinity_pins() {
 fn affinity_patches_parse_back_for_every_kind_and_keep_other_terms() {
     let w = workload(DEPLOYMENT);
     let patch = affinity_patch(&w, &["amd64".into()]).unwrap();
-    assert_eq!(patch.file_name, "deployment-prod-api.affinity.yaml");
+    assert_eq!(patch.file_name, "deployment_prod_api.affinity.yaml");
     assert_eq!(
         patch.command(Some(std::path::Path::new("patches"))),
-        "kubectl patch deployment api -n prod --type strategic --patch-file patches/deployment-prod-api.affinity.yaml"
+        "kubectl patch deployment api -n prod --type strategic --patch-file patches/deployment_prod_api.affinity.yaml"
     );
     assert!(patch
         .yaml
@@ -216,7 +216,7 @@ fn a_wrong_node_selector_is_rewritten() {
 fn toleration_patch_keeps_the_workloads_tolerations() {
     let w = workload(DEPLOYMENT);
     let patch = toleration_patch(&w).unwrap();
-    assert_eq!(patch.file_name, "deployment-prod-api.toleration.yaml");
+    assert_eq!(patch.file_name, "deployment_prod_api.toleration.yaml");
     let tolerations = patched_spec(w.kind, &patch.yaml).tolerations.unwrap();
     assert_eq!(tolerations.len(), 2);
     assert_eq!(tolerations[0].key.as_deref(), Some("dedicated"));
@@ -224,5 +224,70 @@ fn toleration_patch_keeps_the_workloads_tolerations() {
     assert_eq!(
         taint_command(),
         "kubectl taint nodes -l kubernetes.io/arch=arm64 archbuild.io/arm64-migration=true:NoSchedule"
+    );
+}
+
+fn pod(namespace: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": "reg/x:1"}]}}}
+    })
+}
+
+#[test]
+fn distinct_workloads_get_distinct_patch_files() {
+    // `prod-eu/api` and `prod/eu-api` once shared `deployment-prod-eu-api.affinity.yaml`.
+    let a = Workload::from_value(&pod("prod-eu", "api"))
+        .unwrap()
+        .unwrap();
+    let b = Workload::from_value(&pod("prod", "eu-api"))
+        .unwrap()
+        .unwrap();
+    let pa = affinity_patch(&a, &["amd64".into()]).unwrap();
+    let pb = affinity_patch(&b, &["amd64".into()]).unwrap();
+    assert_ne!(pa.file_name, pb.file_name);
+    assert_eq!(pa.file_name, "deployment_prod-eu_api.affinity.yaml");
+    assert_eq!(pb.file_name, "deployment_prod_eu-api.affinity.yaml");
+}
+
+#[test]
+fn names_outside_kubernetes_rules_are_refused_before_use() {
+    for (namespace, name) in [
+        ("prod", "../../etc/cron.d/x"),
+        ("prod", "api\u{1b}]0;pwned\u{7}"),
+        ("prod", "api; rm -rf /"),
+        ("prod", "API"),
+        ("a.b", "api"),
+        ("prod/x", "api"),
+    ] {
+        let err = Workload::from_value(&pod(namespace, name))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be lowercase letters, digits"),
+            "{namespace}/{name}: {err}"
+        );
+        assert!(
+            !err.contains('\u{1b}'),
+            "an escape reached the message: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn printed_commands_are_quoted_for_the_shell() {
+    let w = workload(DEPLOYMENT);
+    let patch = affinity_patch(&w, &["amd64".into()]).unwrap();
+    let dir = std::path::Path::new("my patches/it's here");
+    assert_eq!(
+        patch.command(Some(dir)),
+        "kubectl patch deployment api -n prod --type strategic --patch-file \"my patches/it's here/deployment_prod_api.affinity.yaml\""
+    );
+    // Nothing a shell would expand survives unquoted.
+    let cmd = patch.command(Some(std::path::Path::new("p$(id)`x`")));
+    assert!(
+        cmd.ends_with("--patch-file 'p$(id)`x`/deployment_prod_api.affinity.yaml'"),
+        "{cmd}"
     );
 }

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::names;
 use super::pin::ArchPin;
 
 /// A kind of object that runs pods.
@@ -195,9 +196,22 @@ impl Workload {
             .ok_or(WorkloadError::Unnamed {
                 kind: kind.as_str(),
             })?;
+        // An empty namespace is the default one, as kubectl reads it.
+        let namespace = metadata
+            .namespace
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let invalid = |what: &str, value: &str, why: String| WorkloadError::Invalid {
+            kind: kind.as_str(),
+            name: names::shown(&name),
+            message: format!("{what} {} {why}", names::shown(value)),
+        };
+        names::check_subdomain(&name).map_err(|why| invalid("metadata.name", &name, why))?;
+        names::check_label(&namespace)
+            .map_err(|why| invalid("metadata.namespace", &namespace, why))?;
         Ok(Workload {
             kind,
-            namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
+            namespace,
             name,
             pod_spec: pod_spec.unwrap_or_default(),
         })
