@@ -152,7 +152,8 @@ pub fn scan_verified(
     digest: &str,
     store: &str,
 ) -> Result<LayerSummary, ImageError> {
-    let mut hashing = HashingReader::new(reader);
+    let mut hashing = HashingReader::like(reader, digest)
+        .map_err(|why| ImageError::invalid(store, format!("layer {why}")))?;
     let summary = layers::scan(&mut hashing, digest)?;
     io::copy(&mut hashing, &mut io::sink()).map_err(|source| LayerError::Corrupt {
         layer: digest.to_string(),
@@ -161,7 +162,7 @@ pub fn scan_verified(
         source,
     })?;
     let actual = hashing.finish();
-    if digest.starts_with("sha256:") && actual != digest {
+    if actual != digest {
         return Err(StoreError::DigestMismatch {
             what: format!("layer blob {digest}"),
             store: store.to_string(),

@@ -20,6 +20,56 @@ pub fn digest_like(expected: &str, bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// Checks that archbuild can verify content named by `digest`: the OCI image spec's registered
+/// algorithms `sha256` (64 lowercase hex digits) and `sha512` (128). Anything else is refused,
+/// never trusted unverified.
+pub fn check_supported(digest: &str) -> Result<(), String> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Err(format!("{digest:?} is not a digest (ALGORITHM:HEX)"));
+    };
+    let want = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => {
+            return Err(format!(
+                "digest {:?} uses the algorithm {:?}, which archbuild cannot verify; only sha256 and sha512 digests are accepted",
+                digest.escape_debug().to_string(),
+                algorithm.escape_debug().to_string()
+            ))
+        }
+    };
+    if hex.len() == want && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        Ok(())
+    } else {
+        Err(format!(
+            "digest {:?} is malformed: {algorithm} is {want} lowercase hex digits",
+            digest.escape_debug().to_string()
+        ))
+    }
+}
+
+/// The running hash of one algorithm.
+enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
+    }
+}
+
 /// Whether a digest is well formed, `algorithm:hex` with letters and digits only, so that it
 /// can name a file (`blobs/<algorithm>/<hex>`) without leaving the folder.
 pub fn is_well_formed(digest: &str) -> bool {
@@ -68,24 +118,37 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A reader that hashes (SHA-256) what is read through it.
+/// A reader that hashes what is read through it (SHA-256, or the algorithm of a digest to
+/// compare with).
 pub struct HashingReader<R: Read> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
 }
 
 impl<R: Read> HashingReader<R> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, hashing with SHA-256.
     pub fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::Sha256(Sha256::new()),
         }
     }
 
-    /// `sha256:<hex>` of what was read.
+    /// Wraps `inner`, hashing in the algorithm of `expected`; refused (see
+    /// [`check_supported`]) when archbuild cannot verify it.
+    pub fn like(inner: R, expected: &str) -> Result<Self, String> {
+        check_supported(expected)?;
+        let hasher = if expected.starts_with("sha512:") {
+            Hasher::Sha512(Sha512::new())
+        } else {
+            Hasher::Sha256(Sha256::new())
+        };
+        Ok(HashingReader { inner, hasher })
+    }
+
+    /// `algorithm:<hex>` of what was read.
     pub fn finish(self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.finalize()))
+        self.hasher.finish()
     }
 }
 
@@ -119,6 +182,21 @@ mod tests {
         let mut reader = HashingReader::new(&b"abc"[..]);
         std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
         assert_eq!(reader.finish(), d);
+        let sha512 = digest_like("sha512:00", b"abc").unwrap();
+        assert!(check_supported(&sha512).is_ok() && check_supported(&d).is_ok());
+        let mut reader = HashingReader::like(&b"abc"[..], &sha512).unwrap();
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        assert_eq!(reader.finish(), sha512);
+        for bad in [
+            "md5:900150983cd24fb0d6963f7d28e17f72",
+            "sha256:ABC",
+            "sha256:00",
+            "blake3:x",
+            "sha256",
+        ] {
+            assert!(check_supported(bad).is_err(), "{bad}");
+            assert!(HashingReader::like(&b""[..], bad).is_err(), "{bad}");
+        }
         let mut writer = HashingWriter::new(Vec::new());
         writer.write_all(b"abc").unwrap();
         assert_eq!(writer.finish(), (b"abc".to_vec(), d, 3));

@@ -61,6 +61,10 @@ impl DescriptorPlatform {
 }
 
 /// The annotation BuildKit puts on attestation manifests.
+/// The largest manifest or index archbuild reads (containerd's limit): anything larger is
+/// refused before it is held in memory.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
 pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 /// The annotation naming the manifest an attestation attests.
 pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::digest;
-use super::documents::{self, Descriptor, Index};
+use super::documents::{self, Descriptor, Index, MAX_MANIFEST_BYTES};
 use super::media_types as mt;
 use crate::atomic_file;
 use crate::store::{BlobReader, RawManifest, Store, StoreError};
@@ -67,11 +67,75 @@ impl Layout {
     /// Where a blob lives (`blobs/<alg>/<hex>`). A digest that is not `alg:hex` is refused,
     /// so that an index cannot name a file outside the layout.
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        digest::check_supported(digest).map_err(|why| self.other(why))?;
         let (alg, hex) = digest
             .split_once(':')
             .filter(|_| digest::is_well_formed(digest))
             .ok_or_else(|| self.other(format!("{digest:?} is not a digest")))?;
         Ok(self.dir.join("blobs").join(alg).join(hex))
+    }
+
+    /// Opens a blob for reading: only a regular file inside the layout, reached through real
+    /// folders (`blobs/`, `blobs/<alg>/`) and not itself a symbolic link, so that a hostile
+    /// layout cannot make archbuild read a device, a FIFO or a file elsewhere on the host.
+    fn open_blob(&self, digest: &str) -> Result<std::fs::File, StoreError> {
+        let path = self.blob_path(digest)?;
+        let mut folder = self.dir.clone();
+        for part in ["blobs", digest.split_once(':').map_or("", |(alg, _)| alg)] {
+            folder.push(part);
+            match std::fs::symlink_metadata(&folder) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(self.other(format!(
+                        "{} is not a folder (a symbolic link or other file); blobs must be inside the layout",
+                        folder.display()
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(self.not_found(format!("blob {digest}")))
+                }
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+        match open_regular(&path) {
+            Ok(file) => Ok(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(self.not_found(format!("blob {digest}")))
+            }
+            Err(e) => Err(self.other(format!("blob {digest}: {e}"))),
+        }
+    }
+
+    /// Reads a small document of the layout (`index.json`, a manifest blob) whole, refusing
+    /// anything larger than [`MAX_MANIFEST_BYTES`].
+    fn read_document(&self, file: std::fs::File, what: &str) -> Result<Vec<u8>, StoreError> {
+        use std::io::Read;
+        let len = file.metadata().map_err(|e| self.io(e))?.len();
+        if len > MAX_MANIFEST_BYTES {
+            return Err(self.other(format!(
+                "{what} is {len} bytes; archbuild reads manifests and indexes of at most {MAX_MANIFEST_BYTES} bytes"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io(e))?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(self.other(format!(
+                "{what} grew past {MAX_MANIFEST_BYTES} bytes while read"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// `index.json`'s bytes, read as any other document of the layout.
+    fn index_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        let path = self.dir.join("index.json");
+        let file = open_regular(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => self.io(e),
+            _ => self.other(format!("{}: {e}", path.display())),
+        })?;
+        self.read_document(file, "index.json")
     }
 
     /// Whether the layout holds a blob of this size already.
@@ -121,15 +185,13 @@ impl Layout {
 
     /// The layout's `index.json`.
     pub fn read_index(&self) -> Result<Index, StoreError> {
-        let bytes = std::fs::read(self.dir.join("index.json")).map_err(|e| self.io(e))?;
+        let bytes = self.index_bytes()?;
         self.parse_index(&bytes)
     }
 
     /// `index.json` as a manifest (it is an image index).
     pub async fn index(&self) -> Result<RawManifest, StoreError> {
-        let bytes = tokio::fs::read(self.dir.join("index.json"))
-            .await
-            .map_err(|e| self.io(e))?;
+        let bytes = self.index_bytes()?;
         Ok(RawManifest {
             digest: digest::sha256(&bytes),
             media_type: mt::OCI_INDEX.into(),
@@ -158,7 +220,7 @@ impl Layout {
     /// The `index.json` entry for a reference: a `sha256:` digest (the entry with that digest,
     /// if any), a ref name (the first entry so named), or empty for the only entry.
     fn entry(&self, index: &Index, reference: &str) -> Result<Option<Descriptor>, StoreError> {
-        if reference.starts_with("sha256:") {
+        if reference.starts_with("sha256:") || reference.starts_with("sha512:") {
             return Ok(index
                 .manifests
                 .iter()
@@ -187,7 +249,11 @@ impl Layout {
     }
 
     fn writable_blob_path(&self, digest: &str) -> std::io::Result<PathBuf> {
-        self.blob_path(digest).map_err(std::io::Error::other)
+        let path = self.blob_path(digest).map_err(std::io::Error::other)?;
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        Ok(path)
     }
 
     fn other(&self, detail: String) -> StoreError {
@@ -225,26 +291,43 @@ fn known_refs(index: &Index) -> String {
     }
 }
 
-/// A temp file name next to `target`, unique per process and per call: threads writing the
-/// same target at once (two images sharing a layer) must not rename each other's temp file.
+/// Opens `path` for reading only if it is a regular file and not a symbolic link (`O_NOFOLLOW`;
+/// `O_NONBLOCK` so that a FIFO cannot make the open wait for ever).
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("is a symbolic link, not a regular file"),
+            _ => e,
+        })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::other(format!(
+            "is not a regular file ({})",
+            if kind.is_dir() {
+                "a folder"
+            } else {
+                "a device, FIFO or socket"
+            }
+        )));
+    }
+    Ok(file)
+}
+
 impl Store for Layout {
     async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
-        let index_bytes = tokio::fs::read(self.dir.join("index.json"))
-            .await
-            .map_err(|e| self.io(e))?;
+        let index_bytes = self.index_bytes()?;
         let index = self.parse_index(&index_bytes)?;
         let entry = self.entry(&index, reference)?;
         let (digest, declared) = match entry {
             Some(d) => (d.digest, Some(d.media_type).filter(|m| !m.is_empty())),
             None => (reference.to_string(), None),
         };
-        let bytes = match tokio::fs::read(self.blob_path(&digest)?).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(self.not_found(format!("manifest blob {digest}")))
-            }
-            Err(e) => return Err(self.io(e)),
-        };
+        let file = self.open_blob(&digest)?;
+        let bytes = self.read_document(file, &format!("manifest blob {digest}"))?;
         let actual = digest::digest_like(&digest, &bytes).unwrap_or_default();
         if actual != digest {
             return Err(StoreError::DigestMismatch {
@@ -273,13 +356,11 @@ impl Store for Layout {
     }
 
     async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
-        match tokio::fs::File::open(self.blob_path(digest)?).await {
-            Ok(f) => Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(self.not_found(format!("blob {digest}")))
-            }
-            Err(e) => Err(self.io(e)),
-        }
+        let file = tokio::fs::File::from_std(self.open_blob(digest)?);
+        Ok(Box::pin(tokio::io::BufReader::with_capacity(
+            256 * 1024,
+            file,
+        )))
     }
 
     fn describe(&self) -> String {
@@ -328,7 +409,8 @@ mod tests {
             layout.blob_size(&a.digest).await.unwrap(),
             Some(a.bytes.len() as u64)
         );
-        assert_eq!(layout.blob_size("sha256:00").await.unwrap(), None);
+        let absent = format!("sha256:{}", "0".repeat(64));
+        assert_eq!(layout.blob_size(&absent).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -386,5 +468,98 @@ mod tests {
         // A digest naming a path outside the layout is refused.
         assert!(reopened.blob("sha256:../../index.json").await.is_err());
         assert!(reopened.manifest("sha256:../x").await.is_err());
+    }
+
+    /// A layout with one blob slot at `digest`, filled by `make` (a link, a FIFO, ...).
+    fn hostile(digest: &str, make: impl FnOnce(&Path)) -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        make(&layout.blob_path(digest).unwrap());
+        (dir, layout)
+    }
+
+    async fn blob_error(layout: &Layout, digest: &str) -> String {
+        match layout.blob(digest).await {
+            Ok(_) => panic!("{digest} was opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn blobs_that_are_not_regular_files_inside_the_layout_are_refused() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let (_d, layout) = hostile(&digest, |p| {
+            std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+        });
+        let err = blob_error(&layout, &digest).await;
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(layout
+            .manifest(&digest)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
+
+        let (_d, layout) = hostile(&digest, |p| {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        });
+        // Opening a FIFO would wait for a writer for ever; it is refused at once.
+        let err = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            blob_error(&layout, &digest),
+        )
+        .await
+        .expect("a FIFO blob must not hang");
+        assert!(err.contains("not a regular file"), "{err}");
+
+        // The blobs folder itself a link out of the layout.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("a".repeat(64)), b"secret").unwrap();
+        let (dir, layout) = hostile(&digest, |_| {});
+        std::fs::remove_dir(dir.path().join("blobs/sha256")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("blobs/sha256")).unwrap();
+        let err = blob_error(&layout, &digest).await;
+        assert!(err.contains("is not a folder"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn only_digests_archbuild_can_verify_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        for digest in [
+            "md5:900150983cd24fb0d6963f7d28e17f72",
+            "sha256:abc",
+            "sha1:a9993e364706816aba3e25717850c26c9cd0d89d",
+        ] {
+            let err = blob_error(&layout, digest).await;
+            assert!(
+                err.contains("sha256 and sha512") || err.contains("malformed"),
+                "{digest}: {err}"
+            );
+        }
+        // A sha512 manifest blob is verified as well as a sha256 one.
+        let bytes = br#"{"schemaVersion":2,"manifests":[]}"#;
+        let digest = digest::digest_like("sha512:", bytes).unwrap();
+        layout.put_bytes(&digest, bytes).unwrap();
+        assert_eq!(layout.manifest(&digest).await.unwrap().bytes, bytes);
+        std::fs::write(
+            layout.blob_path(&digest).unwrap(),
+            br#"{"schemaVersion":2,"manifests":[{}]}"#,
+        )
+        .unwrap();
+        let err = layout.manifest(&digest).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_manifest_larger_than_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let file = std::fs::File::create(layout.blob_path(&digest).unwrap()).unwrap();
+        file.set_len(1 << 40).unwrap(); // a sparse terabyte
+        let err = layout.manifest(&digest).await.unwrap_err().to_string();
+        assert!(err.contains("at most 4194304 bytes"), "{err}");
     }
 }
