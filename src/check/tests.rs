@@ -1,13 +1,13 @@
 use super::*;
 use crate::elf::fixture::ElfSpec;
 use crate::finding::Severity;
-use crate::layers::{scan, LayerSummary};
+use crate::layers::{scan, LayerSummary, Limits};
 use crate::platform::*;
 
 use crate::layers::tests_support::{tar, T};
 
 fn layer(entries: &[(&str, T<'_>)]) -> LayerSummary {
-    scan(&tar(entries)[..], "sha256:l").unwrap()
+    scan(&tar(entries)[..], "sha256:l", Limits::default()).unwrap()
 }
 
 fn elf(machine: u16, class: ElfClass, interp: Option<&str>) -> Vec<u8> {

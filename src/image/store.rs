@@ -154,7 +154,7 @@ pub fn scan_verified(
 ) -> Result<LayerSummary, ImageError> {
     let mut hashing = HashingReader::like(reader, digest)
         .map_err(|why| ImageError::invalid(store, format!("layer {why}")))?;
-    let summary = layers::scan(&mut hashing, digest)?;
+    let summary = layers::scan(&mut hashing, digest, layers::Limits::from_env()?)?;
     io::copy(&mut hashing, &mut io::sink()).map_err(|source| LayerError::Corrupt {
         layer: digest.to_string(),
         offset: 0,

@@ -137,25 +137,32 @@ impl Filesystem {
         join(&dir, file_name(path))
     }
 
+    /// Creates `dir` and its missing ancestors, top first (iteratively: a layer decides the
+    /// depth, and `normalize` bounds only the length).
     fn make_dirs(&mut self, dir: &str, layer: usize) {
-        if dir == "/" {
-            return;
+        let mut missing = Vec::new();
+        let mut at = dir;
+        while at != "/" {
+            missing.push(at);
+            at = parent(at);
         }
-        self.make_dirs(parent(dir), layer);
-        if !matches!(
-            self.nodes.get(dir),
-            Some(Node {
-                kind: NodeKind::Dir { .. },
-                ..
-            })
-        ) {
-            self.insert(
-                dir.to_string(),
-                Node {
-                    kind: NodeKind::Dir { mode: 0o755 },
-                    layer,
-                },
+        for dir in missing.into_iter().rev() {
+            let is_dir = matches!(
+                self.nodes.get(dir),
+                Some(Node {
+                    kind: NodeKind::Dir { .. },
+                    ..
+                })
             );
+            if !is_dir {
+                self.insert(
+                    dir.to_string(),
+                    Node {
+                        kind: NodeKind::Dir { mode: 0o755 },
+                        layer,
+                    },
+                );
+            }
         }
     }
 

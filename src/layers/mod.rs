@@ -15,7 +15,9 @@ mod tests;
 pub(crate) mod tests_support;
 
 pub use merge::{Filesystem, Node, NodeKind, ResolveError, Resolved, SYMLINK_LIMIT};
-pub use scan::{scan, scan_seekable, Compression, LayerError, MAX_ENTRY_SIZE};
+pub use scan::{
+    scan, scan_seekable, Compression, LayerError, Limits, MAX_ENTRY_SIZE, MAX_HEADER_BYTES,
+};
 
 /// What one layer tar holds, in tar order.
 #[derive(Clone, Debug, Default)]
@@ -117,10 +119,20 @@ pub fn parse_shebang(line: &[u8]) -> Option<Shebang> {
     })
 }
 
+/// Linux's longest path (`PATH_MAX`, the terminating NUL included): a runtime cannot create
+/// a longer one when it extracts a layer.
+pub const PATH_MAX: usize = 4096;
+
 /// Normalises a tar entry name to an absolute path in the image: `./a//b/` → `/a/b`.
 /// A `..` component is refused: a runtime would clamp it at the root, but a layer that
 /// needs it was made by something careless or hostile.
 pub fn normalize(name: &str) -> Result<String, String> {
+    if name.len() > PATH_MAX {
+        return Err(format!(
+            "the name is {} bytes long, more than Linux's PATH_MAX ({PATH_MAX}): no runtime can extract it",
+            name.len()
+        ));
+    }
     let mut out = String::with_capacity(name.len() + 1);
     for part in name.split('/') {
         match part {

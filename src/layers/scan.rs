@@ -2,6 +2,11 @@
 //! tar, and summarise each entry. File contents are read only as far as the ELF prefix or
 //! the `#!` line; the rest is skipped as the stream passes, or, for an uncompressed layer
 //! read from a file (`scan_seekable`), seeked over without being read.
+//!
+//! The walk is bounded whatever the layer says: entries and expanded bytes by [`Limits`],
+//! the extension headers of one entry (PAX records, GNU long names, sparse maps, which the
+//! tar reader keeps in memory) by [`MAX_HEADER_BYTES`], so a small crafted blob cannot make
+//! the reader allocate or run without end.
 
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -17,8 +22,66 @@ use crate::elf;
 /// Entries declaring more than this many bytes (1 TiB) are refused as absurd.
 pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
 
+/// The most header bytes one entry may come with: its own header and its PAX, GNU long
+/// name, long link and sparse extensions together. Go's `archive/tar` (which Docker and
+/// containerd extract with) refuses a PAX or long-name record over 1 MiB; this allows three
+/// of them and the sparse map.
+pub const MAX_HEADER_BYTES: u64 = 4 << 20;
+
 /// Linux reads at most this much of a `#!` line (`BINPRM_BUF_SIZE`).
 const SHEBANG_LEN: u64 = 256;
+
+/// How much one layer may make the reader do. The defaults are far above real layers
+/// (the largest public images have layers of some hundred thousand files and tens of GiB);
+/// [`Limits::from_env`] reads overrides for the exceptional image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Tar entries in one layer.
+    pub entries: u64,
+    /// Bytes the layer's tar stream may expand to.
+    pub tar_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            entries: 4_000_000,
+            tar_bytes: 256 << 30,
+        }
+    }
+}
+
+impl Limits {
+    /// Overrides the entry limit.
+    pub const ENTRIES_VAR: &'static str = "ARCHBUILD_MAX_LAYER_ENTRIES";
+    /// Overrides the byte limit.
+    pub const BYTES_VAR: &'static str = "ARCHBUILD_MAX_LAYER_BYTES";
+
+    /// The defaults, with `ARCHBUILD_MAX_LAYER_ENTRIES` and `ARCHBUILD_MAX_LAYER_BYTES`
+    /// (a positive whole number) applied where set.
+    pub fn from_env() -> Result<Limits, LayerError> {
+        Limits::from_vars(|var| std::env::var_os(var).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// [`Limits::from_env`] with the variables looked up by `get`.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Limits, LayerError> {
+        let mut limits = Limits::default();
+        for (var, slot) in [
+            (Self::ENTRIES_VAR, &mut limits.entries),
+            (Self::BYTES_VAR, &mut limits.tar_bytes),
+        ] {
+            if let Some(text) = get(var) {
+                *slot = text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(LayerError::BadLimit { var, value: text })?;
+            }
+        }
+        Ok(limits)
+    }
+}
 
 /// How a layer blob is compressed, as its first bytes say (the media type is not trusted).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,10 +112,18 @@ pub enum LayerError {
         name: String,
         size: u64,
     },
+    #[error("layer {layer} {what}{}", after.as_ref().map(|a| format!(" (after entry {a})")).unwrap_or_default())]
+    OverLimit {
+        layer: String,
+        what: String,
+        after: Option<String>,
+    },
+    #[error("{var}={value:?} is not a limit; expected a positive whole number")]
+    BadLimit { var: &'static str, value: String },
 }
 
 /// Reads a layer blob once and summarises it. `layer` names it in the summary and in errors.
-pub fn scan(reader: impl Read, layer: &str) -> Result<LayerSummary, LayerError> {
+pub fn scan(reader: impl Read, layer: &str, limits: Limits) -> Result<LayerSummary, LayerError> {
     let offset = Rc::new(Cell::new(0u64));
     let mut counted = Counting {
         inner: reader,
@@ -73,21 +144,21 @@ pub fn scan(reader: impl Read, layer: &str) -> Result<LayerSummary, LayerError> 
         compression,
         ..LayerSummary::default()
     };
-    let tar_bytes = Rc::new(Cell::new(0u64));
+    let meter = Rc::new(Meter::new(limits));
     let result = match compression {
-        Compression::None => walk(head, &mut summary, &tar_bytes),
+        Compression::None => walk(head, &mut summary, &meter),
         Compression::Gzip => walk(
             flate2::read::MultiGzDecoder::new(head),
             &mut summary,
-            &tar_bytes,
+            &meter,
         ),
         Compression::Zstd => match zstd::stream::read::Decoder::new(head) {
-            Ok(d) => walk(d, &mut summary, &tar_bytes),
+            Ok(d) => walk(d, &mut summary, &meter),
             Err(e) => Err(WalkError::Io(e, None)),
         },
     };
-    summary.tar_bytes = tar_bytes.get();
-    finish(result, summary, &offset)
+    summary.tar_bytes = meter.read.get();
+    finish(result, summary, &meter, &offset)
 }
 
 /// Like [`scan`], for a layer that can seek (a region of a file): an uncompressed tar's file
@@ -96,6 +167,7 @@ pub fn scan(reader: impl Read, layer: &str) -> Result<LayerSummary, LayerError> 
 pub fn scan_seekable<R: Read + Seek>(
     mut reader: R,
     layer: &str,
+    limits: Limits,
 ) -> Result<LayerSummary, LayerError> {
     let mut magic = [0u8; 4];
     let at_start = read_up_to(&mut reader, &mut magic).and_then(|got| {
@@ -104,26 +176,26 @@ pub fn scan_seekable<R: Read + Seek>(
     });
     let got = at_start.map_err(|e| corrupt(layer, &Rc::new(Cell::new(0)), None, e))?;
     if is_compressed(&magic[..got]) {
-        return scan(reader, layer);
+        return scan(reader, layer, limits);
     }
     let mut summary = LayerSummary {
         digest: layer.to_string(),
         ..LayerSummary::default()
     };
-    let tar_bytes = Rc::new(Cell::new(0u64));
-    let counted = Counting {
+    let meter = Rc::new(Meter::new(limits));
+    let mut archive = tar::Archive::new(Metered {
         inner: reader,
-        count: tar_bytes.clone(),
-    };
-    let mut archive = tar::Archive::new(counted);
+        meter: meter.clone(),
+    });
     let mut last = None;
     let result = match archive.entries_with_seek() {
-        Ok(entries) => summarise(entries, &mut summary, &mut last),
+        Ok(entries) => summarise(entries, &mut summary, &meter, &mut last, false),
         Err(e) => Err(WalkError::Io(e, None)),
     }
     .and_then(|()| drain(archive.into_inner(), last));
-    summary.tar_bytes = tar_bytes.get();
-    finish(result, summary, &tar_bytes)
+    summary.tar_bytes = meter.read.get();
+    let position = Rc::new(Cell::new(meter.read.get()));
+    finish(result, summary, &meter, &position)
 }
 
 fn is_compressed(magic: &[u8]) -> bool {
@@ -139,9 +211,15 @@ fn is_compressed(magic: &[u8]) -> bool {
 fn finish(
     result: Result<(), WalkError>,
     summary: LayerSummary,
+    meter: &Meter,
     offset: &Rc<Cell<u64>>,
 ) -> Result<LayerSummary, LayerError> {
     let layer = summary.digest.as_str();
+    let over = |what: String, after: Option<String>| LayerError::OverLimit {
+        layer: layer.to_string(),
+        what,
+        after,
+    };
     match result {
         Ok(()) => Ok(summary),
         Err(WalkError::Absurd { name, size }) => Err(LayerError::AbsurdSize {
@@ -149,106 +227,162 @@ fn finish(
             name,
             size,
         }),
-        Err(WalkError::Io(e, after)) => Err(corrupt(layer, offset, after, e)),
+        Err(WalkError::TooManyEntries(after)) => Err(over(
+            format!(
+                "has more than {} entries, the limit (set {} to raise it)",
+                meter.limits.entries,
+                Limits::ENTRIES_VAR
+            ),
+            after,
+        )),
+        Err(WalkError::Io(e, after)) => match meter.hit.get() {
+            Some(Hit::Bytes) => Err(over(
+                format!(
+                    "expands to more than {} bytes of tar, the limit (set {} to raise it)",
+                    meter.limits.tar_bytes,
+                    Limits::BYTES_VAR
+                ),
+                after,
+            )),
+            Some(Hit::Header) => Err(over(
+                format!(
+                    "has an entry whose extension headers (PAX records, GNU long names, sparse map) \
+                     exceed {MAX_HEADER_BYTES} bytes; real ones take a few KiB"
+                ),
+                after,
+            )),
+            None => Err(corrupt(layer, offset, after, e)),
+        },
     }
 }
 
-/// A failed walk: a read error after the named entry, or an entry too large to be real.
+/// A failed walk: a read error after the named entry, an entry too large to be real, or
+/// more entries than the limit.
 enum WalkError {
     Io(io::Error, Option<String>),
     Absurd { name: String, size: u64 },
+    TooManyEntries(Option<String>),
 }
 
 fn walk<R: Read>(
     reader: R,
     summary: &mut LayerSummary,
-    tar_bytes: &Rc<Cell<u64>>,
+    meter: &Rc<Meter>,
 ) -> Result<(), WalkError> {
-    let counted = Counting {
+    let mut archive = tar::Archive::new(Metered {
         inner: reader,
-        count: tar_bytes.clone(),
-    };
-    let mut archive = tar::Archive::new(counted);
+        meter: meter.clone(),
+    });
     let mut last: Option<String> = None;
     let entries = archive.entries().map_err(|e| WalkError::Io(e, None))?;
-    summarise(entries, summary, &mut last)?;
+    summarise(entries, summary, meter, &mut last, true)?;
     drain(archive.into_inner(), last)
 }
 
-/// Summarises every entry into `summary`; `last` is the last entry seen (for errors).
+/// Summarises every entry into `summary`; `last` is the last entry seen (for errors). With
+/// `drain_each`, what the summary does not need of an entry is read here, so that what the
+/// tar reader reads while it looks for the next entry is that entry's headers alone.
 fn summarise<R: Read>(
-    entries: tar::Entries<'_, R>,
+    mut entries: tar::Entries<'_, R>,
     summary: &mut LayerSummary,
+    meter: &Meter,
     last: &mut Option<String>,
+    drain_each: bool,
 ) -> Result<(), WalkError> {
     let mut buf = Vec::with_capacity(elf::PREFIX_LEN);
-    {
-        for entry in entries {
-            let mut entry = entry.map_err(|e| WalkError::Io(e, last.clone()))?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let size = entry.size();
-            if size > MAX_ENTRY_SIZE {
-                return Err(WalkError::Absurd { name, size });
-            }
-            let entry_type = entry.header().entry_type();
-            let path = match normalize(&name) {
-                Ok(p) => p,
-                Err(reason) => {
-                    summary.unsafe_entries.push(UnsafeEntry { name, reason });
-                    continue;
-                }
-            };
-            *last = Some(path.clone());
-            if path == "/" {
-                continue;
-            }
-            let kind = match classify(&path) {
-                Some(kind) => kind,
-                None => match entry_type {
-                    EntryType::Regular | EntryType::Continuous => {
-                        let mode = entry
-                            .header()
-                            .mode()
-                            .map_err(|e| WalkError::Io(e, last.clone()))?;
-                        let content = sniff(&mut entry, size, &mut buf)
-                            .map_err(|e| WalkError::Io(e, last.clone()))?;
-                        EntryKind::File(FileInfo {
-                            size,
-                            mode,
-                            content,
-                        })
-                    }
-                    EntryType::Directory => EntryKind::Dir {
-                        mode: entry.header().mode().unwrap_or(0o755),
-                    },
-                    EntryType::Symlink => EntryKind::Symlink {
-                        target: link_name(&entry),
-                    },
-                    EntryType::Link => match normalize(&link_name(&entry)) {
-                        Ok(target) => EntryKind::Hardlink { target },
-                        Err(reason) => {
-                            summary.unsafe_entries.push(UnsafeEntry {
-                                name,
-                                reason: format!("hard link target: {reason}"),
-                            });
-                            continue;
-                        }
-                    },
-                    EntryType::Char => EntryKind::Special("character device".into()),
-                    EntryType::Block => EntryKind::Special("block device".into()),
-                    EntryType::Fifo => EntryKind::Special("FIFO".into()),
-                    other => EntryKind::Special(format!("tar type {:?}", other.as_byte() as char)),
-                },
-            };
-            let path = match kind {
-                EntryKind::Whiteout => whited_out(&path),
-                EntryKind::OpaqueDir => super::parent(&path).to_string(),
-                _ => path,
-            };
-            summary.entries.push(Entry { path, kind });
+    let mut seen = 0u64;
+    loop {
+        meter.headers_begin();
+        let next = entries.next();
+        meter.headers_end();
+        let Some(entry) = next else { break };
+        let mut entry = entry.map_err(|e| WalkError::Io(e, last.clone()))?;
+        seen += 1;
+        if seen > meter.limits.entries {
+            return Err(WalkError::TooManyEntries(last.clone()));
+        }
+        if let Some(e) = summarise_entry(&mut entry, summary, &mut buf, last)? {
+            summary.entries.push(e);
+        }
+        if drain_each {
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| WalkError::Io(e, last.clone()))?;
         }
     }
     Ok(())
+}
+
+/// What one tar entry adds to the filesystem, if anything (unsafe entries are recorded in
+/// `summary` instead; PAX global headers describe the archive, not a file).
+fn summarise_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    summary: &mut LayerSummary,
+    buf: &mut Vec<u8>,
+    last: &mut Option<String>,
+) -> Result<Option<Entry>, WalkError> {
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let size = entry.size();
+    if size > MAX_ENTRY_SIZE {
+        return Err(WalkError::Absurd { name, size });
+    }
+    let entry_type = entry.header().entry_type();
+    if entry_type == EntryType::XGlobalHeader {
+        return Ok(None);
+    }
+    let path = match normalize(&name) {
+        Ok(p) => p,
+        Err(reason) => {
+            summary.unsafe_entries.push(UnsafeEntry { name, reason });
+            return Ok(None);
+        }
+    };
+    *last = Some(path.clone());
+    if path == "/" {
+        return Ok(None);
+    }
+    let kind = match classify(&path) {
+        Some(kind) => kind,
+        None => match entry_type {
+            EntryType::Regular | EntryType::Continuous => {
+                let mode = entry
+                    .header()
+                    .mode()
+                    .map_err(|e| WalkError::Io(e, last.clone()))?;
+                let content =
+                    sniff(entry, size, buf).map_err(|e| WalkError::Io(e, last.clone()))?;
+                EntryKind::File(FileInfo {
+                    size,
+                    mode,
+                    content,
+                })
+            }
+            EntryType::Directory => EntryKind::Dir {
+                mode: entry.header().mode().unwrap_or(0o755),
+            },
+            EntryType::Symlink => EntryKind::Symlink {
+                target: link_name(entry),
+            },
+            EntryType::Link => match normalize(&link_name(entry)) {
+                Ok(target) => EntryKind::Hardlink { target },
+                Err(reason) => {
+                    summary.unsafe_entries.push(UnsafeEntry {
+                        name,
+                        reason: format!("hard link target: {reason}"),
+                    });
+                    return Ok(None);
+                }
+            },
+            EntryType::Char => EntryKind::Special("character device".into()),
+            EntryType::Block => EntryKind::Special("block device".into()),
+            EntryType::Fifo => EntryKind::Special("FIFO".into()),
+            other => EntryKind::Special(format!("tar type {:?}", other.as_byte() as char)),
+        },
+    };
+    let path = match kind {
+        EntryKind::Whiteout => whited_out(&path),
+        EntryKind::OpaqueDir => super::parent(&path).to_string(),
+        _ => path,
+    };
+    Ok(Some(Entry { path, kind }))
 }
 
 /// Reads whatever follows the end-of-archive blocks so that a compressed stream's trailer
@@ -336,6 +470,90 @@ fn corrupt(
     }
 }
 
+/// Which limit stopped the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hit {
+    Bytes,
+    Header,
+}
+
+/// The walk's account of the tar stream: bytes read (or the position reached by seeking),
+/// where the current entry's headers began while the tar reader reads them, and which
+/// limit, if any, refused a read.
+struct Meter {
+    limits: Limits,
+    read: Cell<u64>,
+    headers_from: Cell<Option<u64>>,
+    hit: Cell<Option<Hit>>,
+}
+
+impl Meter {
+    fn new(limits: Limits) -> Meter {
+        Meter {
+            limits,
+            read: Cell::new(0),
+            headers_from: Cell::new(None),
+            hit: Cell::new(None),
+        }
+    }
+
+    fn headers_begin(&self) {
+        self.headers_from.set(Some(self.read.get()));
+    }
+
+    fn headers_end(&self) {
+        self.headers_from.set(None);
+    }
+
+    /// Accounts for `n` more bytes, or says which limit they break.
+    fn take(&self, n: usize) -> io::Result<()> {
+        let now = self.read.get() + n as u64;
+        self.read.set(now);
+        let hit = if now > self.limits.tar_bytes {
+            Some(Hit::Bytes)
+        } else if matches!(self.headers_from.get(), Some(from) if now.saturating_sub(from) > MAX_HEADER_BYTES)
+        {
+            Some(Hit::Header)
+        } else {
+            None
+        };
+        match hit {
+            Some(hit) => {
+                self.hit.set(Some(hit));
+                Err(io::Error::other("layer limit reached"))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The tar stream as the walk reads it, through its [`Meter`].
+struct Metered<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.take(n)?;
+        Ok(n)
+    }
+}
+
+/// Seeking moves the account to the position: skipped bytes were never expanded.
+impl<R: Seek> Seek for Metered<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let at = self.inner.seek(pos)?;
+        self.meter.read.set(at);
+        if self.meter.headers_from.get().is_some() {
+            // The tar reader seeks over the previous entry's content before its headers.
+            self.meter.headers_from.set(Some(at));
+        }
+        Ok(at)
+    }
+}
+
 /// Counts the bytes read through it, for "where" in error messages.
 struct Counting<R> {
     inner: R,
@@ -347,14 +565,5 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.count.set(self.count.get() + n as u64);
         Ok(n)
-    }
-}
-
-/// Seeking sets the count to the position: where in the tar the walk is.
-impl<R: Seek> Seek for Counting<R> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        let at = self.inner.seek(pos)?;
-        self.count.set(at);
-        Ok(at)
     }
 }

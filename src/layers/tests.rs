@@ -6,7 +6,7 @@ use crate::elf::fixture::ElfSpec;
 use crate::platform::{ElfClass, Endian, EM_AARCH64, EM_X86_64};
 
 fn layer(entries: &[(&str, T<'_>)]) -> LayerSummary {
-    scan(&tar(entries)[..], "sha256:test").unwrap()
+    scan(&tar(entries)[..], "sha256:test", Limits::default()).unwrap()
 }
 
 fn amd64() -> Vec<u8> {
@@ -85,7 +85,7 @@ fn detects_gzip_and_zstd_by_magic_bytes() {
     let gz = gz.finish().unwrap();
     let zst = zstd::encode_all(&raw[..], 1).unwrap();
     for (bytes, want) in [(gz, Compression::Gzip), (zst, Compression::Zstd)] {
-        let s = scan(&bytes[..], "l").unwrap();
+        let s = scan(&bytes[..], "l", Limits::default()).unwrap();
         assert_eq!(s.compression, want);
         assert_eq!(s.entries.len(), 1);
         assert_eq!(s.tar_bytes, raw.len() as u64);
@@ -96,7 +96,9 @@ fn detects_gzip_and_zstd_by_magic_bytes() {
 fn truncated_and_corrupt_layers_say_where() {
     let raw = tar(&[("bin/a", T::Exe(&[7u8; 5000])), ("bin/b", T::File(b"x"))]);
     let cut = &raw[..3000];
-    let err = scan(cut, "sha256:abc").unwrap_err().to_string();
+    let err = scan(cut, "sha256:abc", Limits::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("sha256:abc") && err.contains("corrupt or truncated"),
         "{err}"
@@ -106,9 +108,9 @@ fn truncated_and_corrupt_layers_say_where() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&raw).unwrap();
     let gz = gz.finish().unwrap();
-    let err = scan(&gz[..gz.len() - 6], "sha256:gz").unwrap_err();
+    let err = scan(&gz[..gz.len() - 6], "sha256:gz", Limits::default()).unwrap_err();
     assert!(matches!(err, LayerError::Corrupt { .. }), "{err}");
-    let err = scan(&b"BZh91AY&SY"[..], "sha256:bz")
+    let err = scan(&b"BZh91AY&SY"[..], "sha256:bz", Limits::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("bzip2"), "{err}");
@@ -140,7 +142,7 @@ fn absurd_sizes_are_refused() {
     h.set_cksum();
     let mut raw = h.as_bytes().to_vec();
     raw.extend_from_slice(&[0; 4096]);
-    let err = scan(&raw[..], "l").unwrap_err();
+    let err = scan(&raw[..], "l", Limits::default()).unwrap_err();
     assert!(
         matches!(err, LayerError::AbsurdSize { ref name, .. } if name == "big"),
         "{err}"
@@ -354,7 +356,7 @@ fn never_panics_on_garbage_streams() {
             let i = state as usize % b.len();
             b[i] = (state >> 9) as u8;
         }
-        if let Ok(s) = scan(&b[..], "fuzz") {
+        if let Ok(s) = scan(&b[..], "fuzz", Limits::default()) {
             let fs = Filesystem::merge(&[s]);
             let _ = fs.resolve("/bin/app", true);
         }
@@ -382,14 +384,15 @@ fn seeking_scan_sees_what_the_streaming_scan_sees() {
     gz.write_all(&raw).unwrap();
     let gz = gz.finish().unwrap();
     for bytes in [&raw, &gz] {
-        let streamed = scan(&bytes[..], "l").unwrap();
-        let seeked = scan_seekable(std::io::Cursor::new(&bytes[..]), "l").unwrap();
+        let streamed = scan(&bytes[..], "l", Limits::default()).unwrap();
+        let seeked =
+            scan_seekable(std::io::Cursor::new(&bytes[..]), "l", Limits::default()).unwrap();
         assert_eq!(seeked.entries, streamed.entries);
         assert_eq!(seeked.unsafe_entries.len(), 1);
         assert_eq!(seeked.compression, streamed.compression);
         assert_eq!(seeked.tar_bytes, raw.len() as u64);
     }
-    let s = scan_seekable(std::io::Cursor::new(&raw[..]), "l").unwrap();
+    let s = scan_seekable(std::io::Cursor::new(&raw[..]), "l", Limits::default()).unwrap();
     assert!(
         matches!(&s.entries[1].kind, EntryKind::File(f) if matches!(f.content, Content::Elf(_)) && f.size == 300_000)
     );
@@ -408,6 +411,185 @@ fn seeking_scan_never_panics_on_garbage() {
             let i = state as usize % b.len();
             b[i] = (state >> 9) as u8;
         }
-        let _ = scan_seekable(std::io::Cursor::new(&b[..]), "fuzz");
+        let _ = scan_seekable(std::io::Cursor::new(&b[..]), "fuzz", Limits::default());
     }
+}
+
+/// A tar whose first member is an extension header (`x` PAX or `L` GNU long name) of
+/// `size` bytes, followed by one small file.
+fn with_extension(kind: u8, size: usize) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_size(size as u64);
+    h.as_old_mut().name[..7].copy_from_slice(b"ext_hdr");
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, std::io::repeat(b'a').take(size as u64))
+        .unwrap();
+    let mut f = tar::Header::new_ustar();
+    f.set_path("after").unwrap();
+    f.set_mode(0o644);
+    f.set_size(1);
+    f.set_cksum();
+    b.append(&f, &b"x"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+use std::io::Read as _;
+
+#[test]
+fn oversized_extension_headers_are_refused_not_allocated() {
+    for kind in [b'x', b'L', b'K'] {
+        let raw = with_extension(kind, 5 << 20);
+        let packed = gzip(&raw);
+        assert!(packed.len() < 64 << 10, "a small blob claims megabytes");
+        for err in [
+            scan(&packed[..], "sha256:bomb", Limits::default()).unwrap_err(),
+            scan_seekable(
+                std::io::Cursor::new(&raw[..]),
+                "sha256:bomb",
+                Limits::default(),
+            )
+            .unwrap_err(),
+        ] {
+            assert!(matches!(err, LayerError::OverLimit { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(text.contains("sha256:bomb"), "{text}");
+            assert!(text.contains(&MAX_HEADER_BYTES.to_string()), "{text}");
+        }
+    }
+    // Real extension headers, a few KiB, still pass.
+    let fine = with_extension(b'L', 3000);
+    let s = scan(&fine[..], "l", Limits::default()).unwrap();
+    assert_eq!(s.entries.len(), 1);
+    assert!(
+        s.entries[0].path.starts_with("/aaa"),
+        "{:?}",
+        s.entries[0].path
+    );
+}
+
+#[test]
+fn big_files_between_entries_are_not_mistaken_for_headers() {
+    let big = vec![0u8; (MAX_HEADER_BYTES as usize) * 2];
+    let raw = tar(&[("big", T::File(&big)), ("small", T::File(b"x"))]);
+    for s in [
+        scan(&raw[..], "l", Limits::default()).unwrap(),
+        scan_seekable(std::io::Cursor::new(&raw[..]), "l", Limits::default()).unwrap(),
+    ] {
+        let paths: Vec<_> = s.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["/big", "/small"]);
+    }
+}
+
+#[test]
+fn entry_and_expansion_limits_stop_the_walk_with_the_limit_named() {
+    let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    let entries: Vec<(&str, T<'_>)> = names.iter().map(|n| (n.as_str(), T::File(b"1"))).collect();
+    let raw = tar(&entries);
+    let few = Limits {
+        entries: 10,
+        ..Limits::default()
+    };
+    let err = scan(&raw[..], "sha256:many", few).unwrap_err().to_string();
+    assert!(err.contains("more than 10 entries"), "{err}");
+    assert!(err.contains(Limits::ENTRIES_VAR), "{err}");
+    assert!(scan(&raw[..], "l", Limits { entries: 20, ..few }).is_ok());
+
+    let zeros = gzip(&tar(&[("z", T::File(&vec![0u8; 1 << 20]))]));
+    let small = Limits {
+        tar_bytes: 100_000,
+        ..Limits::default()
+    };
+    let err = scan(&zeros[..], "sha256:zeros", small)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expands to more than 100000 bytes"), "{err}");
+    assert!(err.contains(Limits::BYTES_VAR), "{err}");
+}
+
+#[test]
+fn limits_come_from_the_environment_and_bad_values_are_named() {
+    let get = |pairs: &'static [(&'static str, &'static str)]| {
+        move |var: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert_eq!(Limits::from_vars(get(&[])).unwrap(), Limits::default());
+    let l = Limits::from_vars(get(&[
+        ("ARCHBUILD_MAX_LAYER_ENTRIES", "12"),
+        ("ARCHBUILD_MAX_LAYER_BYTES", " 4096 "),
+    ]))
+    .unwrap();
+    assert_eq!((l.entries, l.tar_bytes), (12, 4096));
+    for bad in ["0", "-1", "10GB", ""] {
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![("ARCHBUILD_MAX_LAYER_BYTES", bad)].into_boxed_slice());
+        let err = Limits::from_vars(get(pairs)).unwrap_err().to_string();
+        assert!(
+            err.contains("ARCHBUILD_MAX_LAYER_BYTES") && err.contains("positive whole number"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn names_longer_than_path_max_are_unsafe_and_deep_paths_merge() {
+    let long = "d/".repeat(PATH_MAX / 2) + "f";
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, &long, &b"1"[..]).unwrap();
+    let deep = "d/".repeat(PATH_MAX / 2 - 2) + "f";
+    b.append_data(&mut h, &deep, &b"1"[..]).unwrap();
+    let s = scan(&b.into_inner().unwrap()[..], "l", Limits::default()).unwrap();
+    assert_eq!(s.unsafe_entries.len(), 1);
+    assert!(
+        s.unsafe_entries[0].reason.contains("PATH_MAX"),
+        "{:?}",
+        s.unsafe_entries
+    );
+    let fs = Filesystem::merge(&[s]);
+    let path = format!("/{deep}");
+    assert!(matches!(
+        fs.get(&path).map(|n| &n.kind),
+        Some(NodeKind::File(_))
+    ));
+    assert!(fs.resolve(&path, true).is_ok());
+    assert_eq!(
+        fs.len(),
+        2 + PATH_MAX / 2 - 2,
+        "every folder of the deep path, the root, the file"
+    );
+}
+
+#[test]
+fn pax_global_headers_describe_the_archive_not_a_file() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut g = tar::Header::new_ustar();
+    g.set_entry_type(tar::EntryType::XGlobalHeader);
+    let record = b"52 comment=2f4cbd0e2a1d2c4e9c1a0d0b6e0f8a9b7c6d5e4f\n";
+    g.set_size(record.len() as u64);
+    g.as_old_mut().name[..17].copy_from_slice(b"pax_global_header");
+    g.set_cksum();
+    b.append(&g, &record[..]).unwrap();
+    let mut f = tar::Header::new_ustar();
+    f.set_path("app").unwrap();
+    f.set_mode(0o644);
+    f.set_size(1);
+    f.set_cksum();
+    b.append(&f, &b"1"[..]).unwrap();
+    let s = scan(&b.into_inner().unwrap()[..], "l", Limits::default()).unwrap();
+    let paths: Vec<_> = s.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["/app"]);
 }

@@ -111,6 +111,7 @@ fn scan_one(path: &Path, at: &LayerAt) -> Result<LayerSummary, ImageError> {
     Ok(layers::scan_seekable(
         Window::new(file, at.offset, at.size),
         &at.path,
+        layers::Limits::from_env()?,
     )?)
 }
 

@@ -203,7 +203,7 @@ fn walk(reader: impl Read, name: &str) -> Result<Contents, ImageError> {
         match contents.classify(&mut entry, &mut head, name)? {
             Outer::Layer(path) => {
                 let reader = io::Cursor::new(std::mem::take(&mut head)).chain(&mut entry);
-                let summary = layers::scan(reader, &path)?;
+                let summary = layers::scan(reader, &path, layers::Limits::from_env()?)?;
                 contents.layers.insert(path, Arc::new(summary));
             }
             Outer::Read | Outer::Skip => {}
