@@ -12,12 +12,9 @@ use super::{select, ImageError, ImageInput, MissingPlatform};
 use crate::layers::{self, LayerError, LayerSummary};
 use crate::oci::config::MAX_CONFIG_BYTES;
 use crate::oci::digest::HashingReader;
-use crate::oci::{Descriptor, Document};
+use crate::oci::{Descriptor, Document, Visits};
 use crate::platform::Platform;
 use crate::store::{self, RawManifest, Store, StoreError};
-
-/// Index nesting deeper than this is refused (a loop or a hostile index).
-const MAX_DEPTH: usize = 4;
 
 /// What an index or manifest yielded: the images read and the platforms asked for but absent.
 #[derive(Debug, Default)]
@@ -35,6 +32,7 @@ pub async fn read<S: Store>(
 ) -> Result<StoreImages, ImageError> {
     let mut out = StoreImages::default();
     let mut pending: Vec<(RawManifest, Option<Platform>, usize)> = vec![(top, None, 0)];
+    let mut visits = Visits::default();
     while let Some((manifest, listed, depth)) = pending.pop() {
         let doc: Document = serde_json::from_slice(&manifest.bytes).map_err(|e| {
             ImageError::invalid(
@@ -43,15 +41,6 @@ pub async fn read<S: Store>(
             )
         })?;
         if let Some(children) = &doc.manifests {
-            if depth >= MAX_DEPTH {
-                return Err(ImageError::invalid(
-                    &store.describe(),
-                    format!(
-                        "index {} nests indexes deeper than {MAX_DEPTH}",
-                        manifest.digest
-                    ),
-                ));
-            }
             let (chosen, missing) = select(children, wanted);
             let available: Vec<Platform> = children
                 .iter()
@@ -67,8 +56,14 @@ pub async fn read<S: Store>(
                     }));
             }
             for child in chosen.into_iter().rev() {
-                let m = fetch_manifest(store, child).await?;
-                pending.push((m, child.platform(), depth + 1));
+                let platform = child.platform().map(|p| p.to_string()).unwrap_or_default();
+                let first = visits
+                    .visit(&child.digest, &platform, depth + 1)
+                    .map_err(|why| ImageError::invalid(&store.describe(), why))?;
+                if first {
+                    let m = fetch_manifest(store, child).await?;
+                    pending.push((m, child.platform(), depth + 1));
+                }
             }
             continue;
         }

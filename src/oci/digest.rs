@@ -146,6 +146,18 @@ impl<R: Read> HashingReader<R> {
         Ok(HashingReader { inner, hasher })
     }
 
+    /// Wraps `inner`, hashing in the algorithm of the `ALGORITHM:` prefix of `digest` (its
+    /// hex part is not looked at: the digest may be a name yet to be checked); `None` for an
+    /// algorithm archbuild does not compute.
+    pub fn in_algorithm_of(inner: R, digest: &str) -> Option<Self> {
+        let hasher = match digest.split_once(':')?.0 {
+            "sha256" => Hasher::Sha256(Sha256::new()),
+            "sha512" => Hasher::Sha512(Sha512::new()),
+            _ => return None,
+        };
+        Some(HashingReader { inner, hasher })
+    }
+
     /// `algorithm:<hex>` of what was read.
     pub fn finish(self) -> String {
         self.hasher.finish()

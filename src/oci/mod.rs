@@ -8,9 +8,11 @@ pub mod documents;
 pub mod format;
 pub mod layout;
 pub mod media_types;
+pub mod visits;
 
 pub use config::ImageConfig;
 pub use digest::sha256;
 pub use documents::{Descriptor, DescriptorPlatform, Document, ImageManifest, Index};
 pub use format::{Compression, IndexFormat};
 pub use layout::Layout;
+pub use visits::Visits;

@@ -14,6 +14,10 @@ use super::window::Window;
 use super::{io_err, Contents, Outer};
 use crate::image::{ImageError, ImageInput};
 use crate::layers::{self, LayerSummary};
+use crate::oci::digest::HashingReader;
+
+/// A layer's summary and the digest of its bytes.
+type Scanned = (LayerSummary, String);
 
 /// Where one layer blob lies in the archive file.
 struct LayerAt {
@@ -36,7 +40,8 @@ pub fn read_file(path: &Path, name: &str) -> Result<Vec<ImageInput>, ImageError>
         return super::read(io::BufReader::with_capacity(1 << 20, file), name);
     }
     let (mut contents, layers) = index(file, meta.len(), name)?;
-    for (at, summary) in layers.iter().zip(scan_all(path, &layers)?) {
+    for (at, (summary, digest)) in layers.iter().zip(scan_all(path, &layers)?) {
+        contents.digests.insert(at.path.clone(), digest);
         contents.layers.insert(at.path.clone(), Arc::new(summary));
     }
     super::images(contents, name)
@@ -64,13 +69,13 @@ fn index(file: File, len: u64, name: &str) -> Result<(Contents, Vec<LayerAt>), I
 
 /// Scans the layers on min(cores, layers) threads; the summaries come back in order. The
 /// first failure (in archive order) is returned, and no new layer is started after one.
-fn scan_all(path: &Path, layers: &[LayerAt]) -> Result<Vec<LayerSummary>, ImageError> {
+fn scan_all(path: &Path, layers: &[LayerAt]) -> Result<Vec<Scanned>, ImageError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(layers.len());
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let results: Vec<Mutex<Option<Result<LayerSummary, ImageError>>>> =
+    let results: Vec<Mutex<Option<Result<Scanned, ImageError>>>> =
         layers.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -103,16 +108,29 @@ fn scan_all(path: &Path, layers: &[LayerAt]) -> Result<Vec<LayerSummary>, ImageE
     Ok(out)
 }
 
-fn scan_one(path: &Path, at: &LayerAt) -> Result<LayerSummary, ImageError> {
-    let file = File::open(path).map_err(|source| ImageError::Io {
-        what: format!("opening {} for layer {}", path.display(), at.path),
-        source,
-    })?;
-    Ok(layers::scan_seekable(
-        Window::new(file, at.offset, at.size),
+/// Scans one layer, then hashes its bytes (its digest is checked once every layer is read).
+/// The scan seeks over file contents; the hash reads them, from the page cache the scan
+/// warmed or in one sequential pass.
+fn scan_one(path: &Path, at: &LayerAt) -> Result<Scanned, ImageError> {
+    let open = || {
+        File::open(path).map_err(|source| ImageError::Io {
+            what: format!("opening {} for layer {}", path.display(), at.path),
+            source,
+        })
+    };
+    let summary = layers::scan_seekable(
+        Window::new(open()?, at.offset, at.size),
         &at.path,
         layers::Limits::from_env()?,
-    )?)
+    )?;
+    let window = io::BufReader::with_capacity(1 << 20, Window::new(open()?, at.offset, at.size));
+    let mut hashing = HashingReader::in_algorithm_of(window, &super::hashing_digest(&at.path))
+        .expect("hashing_digest names sha256 or sha512");
+    io::copy(&mut hashing, &mut io::sink()).map_err(|source| ImageError::Io {
+        what: format!("reading layer {} of {}", at.path, path.display()),
+        source,
+    })?;
+    Ok((summary, hashing.finish()))
 }
 
 #[cfg(test)]
@@ -136,11 +154,10 @@ mod tests {
             entry(&mut b, &format!("l{i}/layer.tar"), l);
             names.push(format!("l{i}/layer.tar"));
         }
-        entry(
-            &mut b,
-            "c.json",
-            br#"{"architecture":"arm64","os":"linux"}"#,
-        );
+        let diff_ids: Vec<String> = layers.iter().map(|l| crate::oci::sha256(l)).collect();
+        let config = serde_json::json!({"architecture": "arm64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        entry(&mut b, "c.json", config.to_string().as_bytes());
         let manifest =
             serde_json::json!([{"Config": "c.json", "RepoTags": ["t:1"], "Layers": names}]);
         entry(&mut b, "manifest.json", manifest.to_string().as_bytes());
@@ -205,5 +222,101 @@ mod tests {
             err.contains("l0/layer.tar") && err.contains("truncated"),
             "{err}"
         );
+    }
+
+    /// Both readers of `bytes`, the positional one and the stream.
+    fn both(bytes: &[u8]) -> [Result<Vec<ImageInput>, ImageError>; 2] {
+        let f = file(bytes);
+        [
+            read_file(f.path(), "a.tar"),
+            super::super::read(bytes, "a.tar"),
+        ]
+    }
+
+    #[test]
+    fn a_layer_that_is_not_the_configs_diff_id_is_refused() {
+        let good = layer(&[("a", b"1".to_vec())]);
+        let mut bytes = archive(std::slice::from_ref(&good));
+        // Same length, one byte of the layer's file changed after the config was written.
+        let at = bytes
+            .windows(good.len())
+            .position(|w| w == &good[..])
+            .unwrap();
+        bytes[at + 512] = b'2';
+        for result in both(&bytes) {
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("l0/layer.tar is not the layer the config lists"),
+                "{err}"
+            );
+            assert!(err.contains(&crate::oci::sha256(&good)), "{err}");
+        }
+    }
+
+    #[test]
+    fn oci_style_members_must_match_the_digest_they_are_named_by() {
+        let l = layer(&[("a", b"1".to_vec())]);
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [crate::oci::sha256(&l)]}})
+        .to_string();
+        let desc = |media: &str, bytes: &[u8]| serde_json::json!({"mediaType": media, "digest": crate::oci::sha256(bytes), "size": bytes.len()});
+        let manifest = serde_json::json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": desc("application/vnd.oci.image.config.v1+json", config.as_bytes()),
+            "layers": [desc("application/vnd.oci.image.layer.v1.tar", &l)]})
+        .to_string();
+        let m = desc(
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+        );
+        // The same manifest listed three times is read once.
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [m, m, m]}).to_string();
+        let build = |layer_bytes: &[u8]| {
+            let mut b = tar::Builder::new(Vec::new());
+            let blob = |d: String| format!("blobs/{}", d.replacen(':', "/", 1));
+            entry(&mut b, &blob(crate::oci::sha256(&l)), layer_bytes);
+            entry(
+                &mut b,
+                &blob(crate::oci::sha256(config.as_bytes())),
+                config.as_bytes(),
+            );
+            entry(
+                &mut b,
+                &blob(crate::oci::sha256(manifest.as_bytes())),
+                manifest.as_bytes(),
+            );
+            entry(&mut b, "index.json", index.as_bytes());
+            b.into_inner().unwrap()
+        };
+        for result in both(&build(&l)) {
+            assert_eq!(result.unwrap().len(), 1);
+        }
+        let mut altered = l.clone();
+        altered[512] = b'9';
+        for result in both(&build(&altered)) {
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("does not match its digest"), "{err}");
+        }
+    }
+
+    #[test]
+    fn layer_and_diff_id_counts_must_agree() {
+        let l = layer(&[("a", b"1".to_vec())]);
+        let mut b = tar::Builder::new(Vec::new());
+        entry(&mut b, "l0/layer.tar", &l);
+        entry(
+            &mut b,
+            "c.json",
+            br#"{"architecture":"arm64","os":"linux"}"#,
+        );
+        let manifest = serde_json::json!([{"Config": "c.json", "Layers": ["l0/layer.tar"]}]);
+        entry(&mut b, "manifest.json", manifest.to_string().as_bytes());
+        for result in both(&b.into_inner().unwrap()) {
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("lists 1 layers") && err.contains("diff_ids lists 0"),
+                "{err}"
+            );
+        }
     }
 }

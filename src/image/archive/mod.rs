@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::{ImageError, ImageInput};
 use crate::layers::{self, LayerSummary};
-use crate::oci::{self, Document};
+use crate::oci::digest::{self, HashingReader};
+use crate::oci::{self, Document, Visits};
 
 mod indexed;
 mod window;
@@ -35,12 +36,34 @@ struct ManifestEntry {
     layers: Vec<String>,
 }
 
-/// What the outer tar held: JSON documents, layer summaries and symlinked (shared) layers.
+/// What the outer tar held: JSON documents, layer summaries and symlinked (shared) layers,
+/// and the digest of every document and layer as read (in the algorithm its name claims).
 #[derive(Default)]
 struct Contents {
     json: HashMap<String, Vec<u8>>,
     layers: HashMap<String, Arc<LayerSummary>>,
     links: HashMap<String, String>,
+    digests: HashMap<String, String>,
+}
+
+/// The digest a member's path claims, where the path is content-addressed: `blobs/ALG/HEX`
+/// (OCI-style archives) or a legacy config `HEX.json` (named by its image ID).
+fn claimed_digest(path: &str) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("blobs/") {
+        let (algorithm, hex) = rest.split_once('/')?;
+        return Some(format!("{algorithm}:{hex}"));
+    }
+    let hex = path.strip_suffix(".json")?;
+    let is_id = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    is_id.then(|| format!("sha256:{hex}"))
+}
+
+/// What a member's digest is computed in: its claimed digest's algorithm, else SHA-256 (what
+/// configs' `diff_ids` use). Unknown algorithms are hashed in SHA-256 and so never match.
+fn hashing_digest(path: &str) -> String {
+    claimed_digest(path)
+        .filter(|d| d.starts_with("sha512:"))
+        .unwrap_or_else(|| "sha256:".to_string())
 }
 
 /// Reads a `docker save` stream; `name` names the archive in messages and unnamed images.
@@ -48,8 +71,10 @@ pub fn read(reader: impl Read, name: &str) -> Result<Vec<ImageInput>, ImageError
     images(walk(reader, name)?, name)
 }
 
-/// The images an archive's contents make, by `manifest.json` or else `index.json`.
+/// The images an archive's contents make, by `manifest.json` or else `index.json`, once
+/// every content-addressed member is checked against the digest its name claims.
 fn images(contents: Contents, name: &str) -> Result<Vec<ImageInput>, ImageError> {
+    contents.verify_names(name)?;
     if let Some(bytes) = contents.json.get("manifest.json") {
         let entries: Vec<ManifestEntry> = serde_json::from_slice(bytes).map_err(|e| {
             ImageError::invalid(
@@ -96,15 +121,25 @@ fn assemble(
             )
         })?
         .diff_ids;
+    if diff_ids.len() != entry.layers.len() {
+        return Err(ImageError::invalid(
+            name,
+            format!(
+                "manifest.json lists {} layers for config {}, whose rootfs.diff_ids lists {}; Docker loads neither",
+                entry.layers.len(),
+                entry.config,
+                diff_ids.len()
+            ),
+        ));
+    }
     let mut layers = Vec::new();
-    for (i, path) in entry.layers.iter().enumerate() {
+    for (path, diff_id) in entry.layers.iter().zip(&diff_ids) {
         let mut summary = layer(contents, name, path)?;
-        if let Some(diff_id) = diff_ids.get(i) {
-            if summary.digest != *diff_id {
-                let mut renamed = (*summary).clone();
-                renamed.digest = diff_id.clone();
-                summary = Arc::new(renamed);
-            }
+        contents.verify_diff_id(name, path, &summary, diff_id)?;
+        if summary.digest != *diff_id {
+            let mut renamed = (*summary).clone();
+            renamed.digest = diff_id.clone();
+            summary = Arc::new(renamed);
         }
         layers.push(summary);
     }
@@ -122,6 +157,7 @@ fn assemble(
     })
 }
 
+/// The layer at `path` (following the links `docker save` writes for shared layers).
 fn layer(contents: &Contents, name: &str, path: &str) -> Result<Arc<LayerSummary>, ImageError> {
     let mut path = path.to_string();
     for _ in 0..8 {
@@ -142,8 +178,9 @@ fn layer(contents: &Contents, name: &str, path: &str) -> Result<Arc<LayerSummary
 /// The OCI-style archive without `manifest.json`: follow `index.json` to image manifests.
 fn from_index(contents: &Contents, name: &str) -> Result<Vec<ImageInput>, ImageError> {
     let mut out = Vec::new();
-    let mut pending = vec![("index.json".to_string(), None)];
-    while let Some((path, listed)) = pending.pop() {
+    let mut pending = vec![("index.json".to_string(), None, 0)];
+    let mut visits = Visits::default();
+    while let Some((path, listed, depth)) = pending.pop() {
         let bytes = contents.json.get(&path).ok_or_else(|| {
             ImageError::invalid(name, format!("{path} is referenced but not in the archive"))
         })?;
@@ -151,7 +188,13 @@ fn from_index(contents: &Contents, name: &str) -> Result<Vec<ImageInput>, ImageE
             .map_err(|e| ImageError::invalid(name, format!("{path}: {e}")))?;
         if let Some(children) = &doc.manifests {
             for d in children.iter().filter(|d| !d.is_attestation()) {
-                pending.push((blob_path(&d.digest), d.platform()));
+                let platform = d.platform().map(|p| p.to_string()).unwrap_or_default();
+                if visits
+                    .visit(&d.digest, &platform, depth + 1)
+                    .map_err(|why| ImageError::invalid(name, why))?
+                {
+                    pending.push((blob_path(&d.digest), d.platform(), depth + 1));
+                }
             }
             continue;
         }
@@ -203,7 +246,12 @@ fn walk(reader: impl Read, name: &str) -> Result<Contents, ImageError> {
         match contents.classify(&mut entry, &mut head, name)? {
             Outer::Layer(path) => {
                 let reader = io::Cursor::new(std::mem::take(&mut head)).chain(&mut entry);
-                let summary = layers::scan(reader, &path, layers::Limits::from_env()?)?;
+                let mut hashing = HashingReader::in_algorithm_of(reader, &hashing_digest(&path))
+                    .expect("hashing_digest names sha256 or sha512");
+                let summary = layers::scan(&mut hashing, &path, layers::Limits::from_env()?)?;
+                io::copy(&mut hashing, &mut io::sink())
+                    .map_err(io_err(format!("{name}: reading {path}")))?;
+                contents.digests.insert(path.clone(), hashing.finish());
                 contents.layers.insert(path, Arc::new(summary));
             }
             Outer::Read | Outer::Skip => {}
@@ -259,8 +307,66 @@ impl Contents {
         entry
             .read_to_end(&mut bytes)
             .map_err(io_err(format!("{name}: reading {path}")))?;
+        let digest = oci::digest::digest_like(&hashing_digest(&path), &bytes)
+            .expect("hashing_digest names sha256 or sha512");
+        self.digests.insert(path.clone(), digest);
         self.json.insert(path, bytes);
         Ok(Outer::Read)
+    }
+
+    /// Every document and layer whose name is a digest matches it, whatever the algorithm
+    /// (one archbuild cannot compute is refused by name).
+    fn verify_names(&self, name: &str) -> Result<(), ImageError> {
+        let mut paths: Vec<&String> = self.digests.keys().collect();
+        paths.sort();
+        for path in paths {
+            let Some(claimed) = claimed_digest(path) else {
+                continue;
+            };
+            digest::check_supported(&claimed)
+                .map_err(|why| ImageError::invalid(name, format!("member {path}: {why}")))?;
+            let actual = &self.digests[path];
+            if *actual != claimed {
+                return Err(ImageError::invalid(
+                    name,
+                    format!("member {path} does not match its digest: its content is {actual}; the archive is corrupt or was altered"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A layer a legacy `manifest.json` lists is the one the config's `diff_ids` names: an
+    /// uncompressed layer hashes to it; a compressed one must be named by its own digest
+    /// (checked by [`Contents::verify_names`]), as nothing else can vouch for it.
+    fn verify_diff_id(
+        &self,
+        name: &str,
+        path: &str,
+        summary: &LayerSummary,
+        diff_id: &str,
+    ) -> Result<(), ImageError> {
+        let resolved = summary.digest.as_str();
+        let actual = self.digests.get(resolved).map(String::as_str);
+        if summary.compression != layers::Compression::None {
+            if claimed_digest(resolved).is_some() {
+                return Ok(());
+            }
+            return Err(ImageError::invalid(
+                name,
+                format!("layer {path} is compressed and not named by its digest, so nothing verifies it (the config's diff_id {diff_id} is of the uncompressed tar)"),
+            ));
+        }
+        if actual == Some(diff_id) {
+            return Ok(());
+        }
+        Err(ImageError::invalid(
+            name,
+            format!(
+                "layer {path} is not the layer the config lists: diff_id {diff_id}, content {}; the archive is corrupt or was altered",
+                actual.unwrap_or("unknown")
+            ),
+        ))
     }
 
     /// Records a link entry of the outer tar (a layer shared between images) and says
