@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::bounded_yaml;
+
 /// One Kubernetes object read from a file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Document {
@@ -44,6 +46,13 @@ pub enum DocumentError {
         column: usize,
         format: &'static str,
         message: String,
+    },
+    #[error("{file}:{line}: the YAML document's aliases expand its {text} bytes to more than {limit}; refused (an alias bomb, or a file no tool should expand)")]
+    Expansion {
+        file: PathBuf,
+        line: usize,
+        text: usize,
+        limit: usize,
     },
     #[error("{file}:{line}: a List whose items is not a list; expected `items: [...]`")]
     BadList { file: PathBuf, line: usize },
@@ -138,7 +147,20 @@ fn push_yaml(
     file: &Path,
     docs: &mut Vec<Document>,
 ) -> Result<(), DocumentError> {
-    let value: Value = serde_yaml_ng::from_str(chunk).map_err(|e| {
+    let first_content = chunk
+        .lines()
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .unwrap_or(0);
+    let budget = bounded_yaml::Budget::for_text(chunk.len());
+    let value: Value = bounded_yaml::from_str(chunk, &budget).map_err(|e| {
+        if budget.exhausted() {
+            return DocumentError::Expansion {
+                file: file.to_path_buf(),
+                line: start + first_content + 1,
+                text: chunk.len(),
+                limit: budget.limit,
+            };
+        }
         let (line, column) = e
             .location()
             .map_or((start + 1, 1), |l| (start + l.line(), l.column()));
@@ -153,10 +175,6 @@ fn push_yaml(
     if value.is_null() {
         return Ok(()); // an empty document (a leading `---`, comments only)
     }
-    let first_content = chunk
-        .lines()
-        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .unwrap_or(0);
     docs.push(Document {
         file: file.to_path_buf(),
         line: start + first_content + 1,

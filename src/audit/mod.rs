@@ -7,6 +7,7 @@
 //! project's Dockerfiles ([`bases`]).
 
 pub mod bases;
+mod bounded_yaml;
 pub mod documents;
 pub mod evaluate;
 pub mod nodes;

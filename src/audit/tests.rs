@@ -315,6 +315,43 @@ fn bad_yaml_names_file_and_line() {
 }
 
 #[test]
+fn alias_bombs_are_refused_with_file_and_line_and_shared_anchors_still_read() {
+    // The bomb is the second document; nine levels of ten aliases: 10^9 strings from ~700 bytes.
+    let mut text = String::from("kind: Pod\nmetadata: {name: a}\n---\n");
+    text.push_str("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..9 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let err = documents::parse(&text, Path::new("bomb.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("bomb.yaml:4:"), "{err}");
+    assert!(err.contains("aliases expand"), "{err}");
+
+    // Wide rather than deep, which the YAML library's own repetition limit lets through:
+    // 2,000 strings of 50 bytes, a thousand times, ten times: 1 GB from 110 KB of text.
+    let leaf = vec!["x".repeat(50); 2000].join(", ");
+    let wide = format!(
+        "w0: &w0 [{leaf}]\nw1: &w1 [{}]\nw2: [{}]\n",
+        ["*w0"; 1000].join(", "),
+        ["*w1"; 10].join(", ")
+    );
+    assert!(wide.len() < 120_000);
+    let err = documents::parse(&wide, Path::new("wide.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("wide.yaml:1:") && err.contains("aliases expand"),
+        "{err}"
+    );
+
+    let shared = "kind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - &c {name: a, image: x}\n  initContainers:\n  - *c\n";
+    let docs = documents::parse(shared, Path::new("ok.yaml")).unwrap();
+    assert_eq!(docs[0].value["spec"]["initContainers"][0]["image"], "x");
+}
+
+#[test]
 fn json_lists_and_document_lines() {
     let text =
         "{\"kind\": \"List\", \"items\": [{\"kind\": \"Pod\", \"metadata\": {\"name\": \"a\"}}]}\n";
