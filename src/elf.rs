@@ -9,7 +9,7 @@ use goblin::container::{Container, Ctx};
 use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
 use goblin::elf::Elf;
 
-use crate::platform::{ElfClass, ElfIdentity, Endian, FloatAbi, EM_ARM};
+use crate::platform::{ElfClass, ElfIdentity, Endian, FloatAbi, EM_ARM, EM_X86_64};
 
 #[doc(hidden)]
 pub mod fixture;
@@ -43,6 +43,11 @@ pub struct ElfInfo {
     pub interp: Option<String>,
     /// `PT_INTERP` exists but lies beyond the bytes given: the loader is not known.
     pub interp_beyond_prefix: bool,
+    /// The x86-64 micro-architecture level (1 for the baseline, 2 to 4 for `x86-64-v2` to
+    /// `-v4`) the program's `GNU_PROPERTY_X86_ISA_1_NEEDED` note asks for, where it has one
+    /// within the bytes read (GCC and Clang write it with `-mneeded`, and distributions
+    /// built for a higher level do).
+    pub x86_level_needed: Option<u8>,
 }
 
 /// `e_type`: what the file is for.
@@ -140,6 +145,7 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         kind,
         interp: None,
         interp_beyond_prefix: false,
+        x86_level_needed: None,
     };
     if header.e_phnum == 0 {
         return Ok(info);
@@ -160,6 +166,9 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         info.interp_beyond_prefix = true;
         return Ok(info);
     };
+    if header.e_machine == EM_X86_64 {
+        info.x86_level_needed = x86_level_needed(bytes, &headers, class, endian);
+    }
     if let Some(interp) = headers.iter().find(|h| h.p_type == PT_INTERP) {
         match read_interp(bytes, file_size, interp)? {
             Some(path) => info.interp = Some(path),
@@ -230,6 +239,84 @@ fn read_interp(
         return Err("PT_INTERP is empty".into());
     }
     Ok(Some(String::from_utf8_lossy(raw).into_owned()))
+}
+
+const PT_NOTE: u32 = 4;
+const PT_GNU_PROPERTY: u32 = 0x6474_e553;
+const NT_GNU_PROPERTY_TYPE_0: u32 = 5;
+const GNU_PROPERTY_X86_ISA_1_NEEDED: u32 = 0xc000_8002;
+
+/// The level the `GNU_PROPERTY_X86_ISA_1_NEEDED` property asks for: the highest of its bits
+/// (baseline, v2, v3, v4). The property note is read from `PT_GNU_PROPERTY`, or from the
+/// `PT_NOTE` segments of files linked before that segment existed; notes beyond the bytes
+/// read are not known (`None`), never guessed.
+fn x86_level_needed(
+    bytes: &[u8],
+    headers: &[ProgramHeader],
+    class: ElfClass,
+    endian: Endian,
+) -> Option<u8> {
+    let segments = headers
+        .iter()
+        .filter(|h| h.p_type == PT_GNU_PROPERTY)
+        .chain(headers.iter().filter(|h| h.p_type == PT_NOTE));
+    for h in segments {
+        let start = usize::try_from(h.p_offset).ok()?;
+        let Some(segment) = usize::try_from(h.p_filesz)
+            .ok()
+            .and_then(|len| bytes.get(start..start.checked_add(len)?))
+        else {
+            continue;
+        };
+        let align = if h.p_align >= 8 { 8 } else { 4 };
+        if let Some(mask) = isa_needed(segment, align, class, endian) {
+            return (0..4u8)
+                .rev()
+                .find(|bit| mask & (1 << bit) != 0)
+                .map(|bit| bit + 1);
+        }
+    }
+    None
+}
+
+/// The `GNU_PROPERTY_X86_ISA_1_NEEDED` bit mask of the notes in `segment`.
+fn isa_needed(segment: &[u8], align: usize, class: ElfClass, endian: Endian) -> Option<u32> {
+    let word = |b: &[u8], at: usize| -> Option<u32> {
+        let raw: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(match endian {
+            Endian::Little => u32::from_le_bytes(raw),
+            Endian::Big => u32::from_be_bytes(raw),
+        })
+    };
+    let up = |n: usize, to: usize| n.checked_add(to - 1).map(|n| n / to * to);
+    let property_align = if class == ElfClass::Elf64 { 8 } else { 4 };
+    let mut at = 0usize;
+    while at.checked_add(12)? <= segment.len() {
+        let namesz = word(segment, at)? as usize;
+        let descsz = word(segment, at + 4)? as usize;
+        let kind = word(segment, at + 8)?;
+        let name_at = at + 12;
+        let desc_at = up(name_at.checked_add(namesz)?, align)?;
+        let next = up(desc_at.checked_add(descsz)?, align)?;
+        let name = segment.get(name_at..name_at + namesz)?;
+        if kind == NT_GNU_PROPERTY_TYPE_0 && name == b"GNU\0" {
+            let desc = segment.get(desc_at..desc_at + descsz)?;
+            let mut p = 0usize;
+            while p.checked_add(8)? <= desc.len() {
+                let pr_type = word(desc, p)?;
+                let datasz = word(desc, p + 4)? as usize;
+                if pr_type == GNU_PROPERTY_X86_ISA_1_NEEDED && datasz == 4 {
+                    return word(desc, p + 8);
+                }
+                p = up(p.checked_add(8)?.checked_add(datasz)?, property_align)?;
+            }
+        }
+        if next <= at {
+            return None;
+        }
+        at = next;
+    }
+    None
 }
 
 /// The float ABI an ARM EABI (version 5 and later) file declares in `e_flags`.

@@ -17,6 +17,7 @@ pub enum FindingKind {
     PlatformMissing,
     SingleArch,
     BrokenReference,
+    CpuLevelMismatch,
     /// A file that starts with the ELF magic but cannot be read as ELF (truncated, bad header).
     MalformedElf,
     /// A path named in `check.binaries` that is not in the image.
@@ -45,6 +46,7 @@ impl FindingKind {
             FindingKind::PlatformMissing => "platform-missing",
             FindingKind::SingleArch => "single-arch",
             FindingKind::BrokenReference => "broken-reference",
+            FindingKind::CpuLevelMismatch => "cpu-level-mismatch",
             FindingKind::MalformedElf => "malformed-elf",
             FindingKind::MissingBinary => "missing-binary",
             FindingKind::UnsafeLayerEntry => "unsafe-layer-entry",

@@ -204,7 +204,8 @@ fn arm_level(p: &Platform) -> u8 {
         .unwrap_or(7)
 }
 
-fn amd64_level(p: &Platform) -> u8 {
+/// The x86-64 level an `amd64` platform guarantees: 1 for plain `linux/amd64`, N for `amd64/vN`.
+pub fn amd64_level(p: &Platform) -> u8 {
     p.variant
         .as_deref()
         .and_then(|v| v.trim_start_matches('v').parse().ok())

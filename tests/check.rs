@@ -632,3 +632,53 @@ fn verify_deep_runs_the_content_check_in_a_registry_and_a_layout() {
     );
     assert!(text.contains("NOT verified"), "{text}");
 }
+
+#[test]
+fn a_program_built_for_x86_64_v3_is_refused_in_plain_amd64_and_accepted_in_amd64_v3() {
+    let project = Project::new();
+    let source = "int main(void) { return 0; }\n";
+    let v3 = compile_c_with(
+        "linux/amd64",
+        source,
+        true,
+        &["-march=x86-64-v3", "-mneeded"],
+    );
+    let baseline = compile_c_with("linux/amd64", source, true, &["-mneeded"]);
+    let image = |platform: &'static str, program: &[u8]| Image {
+        platform,
+        entrypoint: vec!["/app"],
+        layers: vec![layer(&[E::Exe("app", program.to_vec())])],
+    };
+    for (name, platform, program, exit, want) in [
+        (
+            "v3-in-amd64",
+            "linux/amd64",
+            &v3,
+            1,
+            vec![("cpu-level-mismatch", "/app")],
+        ),
+        ("v3-in-amd64-v3", "linux/amd64/v3", &v3, 0, vec![]),
+        ("v3-in-amd64-v4", "linux/amd64/v4", &v3, 0, vec![]),
+        ("baseline-in-amd64", "linux/amd64", &baseline, 0, vec![]),
+    ] {
+        project.write(
+            &format!("{name}.tar"),
+            docker_archive(&format!("cpu/{name}:1"), &image(platform, program)),
+        );
+        let out = project.archbuild(&["check", &format!("docker-archive:{name}.tar"), "--json"]);
+        assert_scenario(name, &out, exit, &want);
+    }
+    let out = project.archbuild(&["check", "docker-archive:v3-in-amd64.tar", "--json"]);
+    let doc = json_of(&out);
+    let f = &doc["findings"][0];
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["expected"], "x86-64 (baseline)");
+    assert_eq!(f["actual"], "x86-64-v3");
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("needs x86-64-v3")
+            && message.contains("Illegal instruction")
+            && message.contains("Haswell"),
+        "{message}"
+    );
+}

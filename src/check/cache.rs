@@ -29,12 +29,17 @@ struct Entry {
     findings: Vec<Finding>,
 }
 
+/// Changed whenever the rules find something new, so that remembered results of the same
+/// archbuild version are not reused across it.
+const RULES: &str = "rules-2: cpu-level-mismatch";
+
 impl Key<'_> {
     /// The entry's file name: a digest of everything the result depends on, this archbuild's
-    /// version included (a newer rule set must look again).
+    /// version and rule set included (a newer rule set must look again).
     fn file_name(&self) -> String {
         let mut hash = Sha256::new();
         hash.update(env!("CARGO_PKG_VERSION").as_bytes());
+        hash.update(RULES.as_bytes());
         hash.update(serde_json::to_vec(self).unwrap_or_default());
         format!("{}.json", hex::encode(hash.finalize()))
     }

@@ -7,7 +7,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use crate::elf::{ElfInfo, ElfKind, ElfReport};
 use crate::finding::{Finding, FindingKind};
 use crate::layers::{Content, Node, NodeKind};
-use crate::platform::{machine_name, ElfIdentity, FloatAbi, Platform};
+use crate::platform::{amd64_level, machine_name, ElfIdentity, FloatAbi, Platform, EM_X86_64};
 
 /// What the user tells the check besides the image: paths to skip and programs to require.
 #[derive(Clone, Debug, Default)]
@@ -100,6 +100,42 @@ pub fn arch_finding(
             .with_platform(platform)
             .with_path(path)
             .with_expected_actual(expected, actual),
+    )
+}
+
+/// `cpu-level-mismatch` for an x86-64 file of the right machine whose ISA note needs a
+/// higher micro-architecture level than the platform guarantees.
+pub fn level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<Finding> {
+    let needed = info.x86_level_needed?;
+    if platform.architecture != "amd64" || info.identity.machine != EM_X86_64 {
+        return None;
+    }
+    let guaranteed = amd64_level(platform);
+    if !info.kind.is_loadable() || needed <= guaranteed {
+        return None;
+    }
+    let older = match needed {
+        2 => "without SSE4.2 and POPCNT (before Nehalem, 2008)",
+        3 => "without AVX2 (before Haswell, 2013, and many Atom, Pentium and Celeron parts)",
+        _ => "without AVX-512 (most desktop CPUs, and servers before Skylake-SP)",
+    };
+    let name = |level: u8| match level {
+        1 => "x86-64 (baseline)".to_string(),
+        n => format!("x86-64-v{n}"),
+    };
+    let noun = noun(info);
+    Some(
+        Finding::error(
+            FindingKind::CpuLevelMismatch,
+            format!(
+                "{path} is an x86-64 {noun} that needs {} (its GNU property note says so), but {platform} guarantees only {}: on nodes {older} it fails with 'Illegal instruction'",
+                name(needed),
+                name(guaranteed)
+            ),
+        )
+        .with_platform(platform)
+        .with_path(path)
+        .with_expected_actual(name(guaranteed), name(needed)),
     )
 }
 

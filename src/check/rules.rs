@@ -2,7 +2,7 @@
 //! it is for, every finding. No I/O here; the sources in `check::source` feed it.
 
 use super::entrypoint;
-use super::program::{arch_finding, CheckOptions};
+use super::program::{arch_finding, level_finding, CheckOptions};
 use crate::elf::ElfReport;
 use crate::finding::{Finding, FindingKind};
 use crate::layers::{Content, Filesystem, NodeKind};
@@ -70,7 +70,10 @@ pub fn run(
                     .with_layer(&fs.layers[node.layer]),
                 ),
                 ElfReport::Elf(info) => {
-                    if let Some(f) = arch_finding(path, info, &expected, platform) {
+                    let wrong_level = || level_finding(path, info, platform);
+                    if let Some(f) =
+                        arch_finding(path, info, &expected, platform).or_else(wrong_level)
+                    {
                         findings.push(f.with_layer(&fs.layers[node.layer]));
                     }
                     if !chain.contains(path) {

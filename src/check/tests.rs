@@ -424,3 +424,44 @@ fn the_human_report_groups_by_image_and_says_what_to_do() {
         "{text}"
     );
 }
+
+#[test]
+fn x86_64_levels_beyond_the_platform_are_cpu_level_mismatches() {
+    let v3 = ElfSpec::new(EM_X86_64, ElfClass::Elf64, Endian::Little)
+        .with_isa_needed(0b111)
+        .build();
+    let l = layer(&[("app", T::Exe(&v3)), ("lib.so", T::File(&v3))]);
+    let f = check(
+        std::slice::from_ref(&l),
+        &config("linux/amd64", &["/app"]),
+        "linux/amd64",
+        &CheckOptions::default(),
+    );
+    assert_eq!(
+        kinds(&f),
+        vec![(FindingKind::CpuLevelMismatch, Severity::Error); 2],
+        "{f:#?}"
+    );
+    let paths: Vec<_> = f.iter().filter_map(|f| f.path.as_deref()).collect();
+    assert_eq!(
+        paths,
+        ["/app", "/lib.so"],
+        "every ELF file, as the machine check does"
+    );
+    for platform in ["linux/amd64/v3", "linux/amd64/v4"] {
+        let f = check(
+            std::slice::from_ref(&l),
+            &config(platform, &["/app"]),
+            platform,
+            &CheckOptions::default(),
+        );
+        assert!(f.is_empty(), "{platform}: {f:#?}");
+    }
+    let f = check(
+        &[l],
+        &config("linux/amd64/v2", &["/app"]),
+        "linux/amd64/v2",
+        &CheckOptions::default(),
+    );
+    assert!(f[0].message.contains("guarantees only x86-64-v2"), "{f:#?}");
+}

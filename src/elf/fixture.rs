@@ -14,6 +14,8 @@ pub struct ElfSpec {
     /// `e_type`: 2 executable, 3 shared object.
     pub e_type: u16,
     pub interp: Option<String>,
+    /// A `GNU_PROPERTY_X86_ISA_1_NEEDED` bit mask, written as a `PT_GNU_PROPERTY` note.
+    pub isa_needed: Option<u32>,
 }
 
 impl ElfSpec {
@@ -26,7 +28,14 @@ impl ElfSpec {
             flags: 0,
             e_type: 2,
             interp: None,
+            isa_needed: None,
         }
+    }
+
+    /// The same file with an x86 ISA "needed" property (bit 0 baseline … bit 3 v4).
+    pub fn with_isa_needed(mut self, mask: u32) -> Self {
+        self.isa_needed = Some(mask);
+        self
     }
 
     /// The same file, dynamically linked against `loader`.
@@ -49,14 +58,21 @@ impl ElfSpec {
         };
         let wide = self.class == ElfClass::Elf64;
         let (ehsize, phentsize) = if wide { (64u16, 56u16) } else { (52, 32) };
-        let phnum: u16 = if self.interp.is_some() { 2 } else { 1 };
+        let phnum: u16 =
+            1 + u16::from(self.interp.is_some()) + u16::from(self.isa_needed.is_some());
         let interp = self.interp.as_deref().map(|s| {
             let mut b = s.as_bytes().to_vec();
             b.push(0);
             b
         });
         let interp_off = u64::from(ehsize) + u64::from(phnum) * u64::from(phentsize);
-        let total = interp_off + interp.as_ref().map_or(0, |b| b.len() as u64);
+        let interp_end = interp_off + interp.as_ref().map_or(0, |b| b.len() as u64);
+        let note_off = interp_end.next_multiple_of(8);
+        let note = self.isa_needed.map(|mask| self.property_note(mask));
+        let total = match &note {
+            Some(n) => note_off + n.len() as u64,
+            None => interp_end,
+        };
 
         w.out.extend_from_slice(super::MAGIC);
         w.out.push(if wide { 2 } else { 1 });
@@ -78,11 +94,39 @@ impl ElfSpec {
         w.u16(0);
         w.u16(0);
         if let Some(bytes) = &interp {
-            w.phdr(wide, 3, interp_off, bytes.len() as u64);
+            w.phdr(wide, 3, interp_off, bytes.len() as u64, 1);
         }
-        w.phdr(wide, 1, 0, total); // PT_LOAD covering the file
+        if let Some(n) = &note {
+            w.phdr(wide, 0x6474_e553, note_off, n.len() as u64, 8); // PT_GNU_PROPERTY
+        }
+        w.phdr(wide, 1, 0, total, 1); // PT_LOAD covering the file
         if let Some(bytes) = &interp {
             w.out.extend_from_slice(bytes);
+        }
+        if let Some(n) = &note {
+            w.out.resize(note_off as usize, 0);
+            w.out.extend_from_slice(n);
+        }
+        w.out
+    }
+
+    /// An `NT_GNU_PROPERTY_TYPE_0` note holding one `GNU_PROPERTY_X86_ISA_1_NEEDED` property.
+    fn property_note(&self, mask: u32) -> Vec<u8> {
+        let wide = self.class == ElfClass::Elf64;
+        let mut w = Writer {
+            out: Vec::new(),
+            endian: self.endian,
+        };
+        let descsz = if wide { 16 } else { 12 };
+        w.u32(4);
+        w.u32(descsz);
+        w.u32(5);
+        w.out.extend_from_slice(b"GNU\0");
+        w.u32(0xc000_8002);
+        w.u32(4);
+        w.u32(mask);
+        if wide {
+            w.u32(0);
         }
         w.out
     }
@@ -120,7 +164,7 @@ impl Writer {
         }
     }
     /// A program header: the 64-bit layout moves `p_flags` up front.
-    fn phdr(&mut self, wide: bool, p_type: u32, offset: u64, size: u64) {
+    fn phdr(&mut self, wide: bool, p_type: u32, offset: u64, size: u64, align: u64) {
         self.u32(p_type);
         if wide {
             self.u32(4); // p_flags
@@ -129,7 +173,7 @@ impl Writer {
             self.u64(0x1000 + offset);
             self.u64(size);
             self.u64(size);
-            self.u64(1);
+            self.u64(align);
         } else {
             self.u32(offset as u32);
             self.u32(0x1000 + offset as u32);
@@ -137,7 +181,7 @@ impl Writer {
             self.u32(size as u32);
             self.u32(size as u32);
             self.u32(4); // p_flags
-            self.u32(1);
+            self.u32(align as u32);
         }
     }
 }

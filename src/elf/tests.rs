@@ -168,3 +168,36 @@ fn never_panics_on_arbitrary_bytes() {
         }
     }
 }
+
+#[test]
+fn x86_isa_level_needed_is_read_from_the_property_note() {
+    let spec = ElfSpec::new(EM_X86_64, ElfClass::Elf64, Endian::Little);
+    let level = |bytes: &[u8]| match inspect(bytes) {
+        ElfReport::Elf(info) => info.x86_level_needed,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(level(&spec.build()), None, "no note, nothing guessed");
+    assert_eq!(level(&spec.clone().with_isa_needed(0b1).build()), Some(1));
+    assert_eq!(level(&spec.clone().with_isa_needed(0b111).build()), Some(3));
+    assert_eq!(
+        level(&spec.clone().with_isa_needed(0b1011).build()),
+        Some(4)
+    );
+    assert_eq!(level(&spec.clone().with_isa_needed(0).build()), None);
+    let with_loader = spec
+        .clone()
+        .with_interp("/lib64/ld-linux-x86-64.so.2")
+        .with_isa_needed(0b11);
+    assert_eq!(level(&with_loader.build()), Some(2));
+    // A note cut off by the prefix is unknown, not a level.
+    let whole = spec.clone().with_isa_needed(0b111).build();
+    match inspect_prefix(&whole[..whole.len() - 4], whole.len() as u64) {
+        ElfReport::Elf(info) => assert_eq!(info.x86_level_needed, None),
+        other => panic!("{other:?}"),
+    }
+    // Other machines do not carry x86 levels even with the note.
+    let arm = ElfSpec::new(crate::platform::EM_AARCH64, ElfClass::Elf64, Endian::Little)
+        .with_isa_needed(0b111)
+        .build();
+    assert!(matches!(inspect(&arm), ElfReport::Elf(i) if i.x86_level_needed.is_none()));
+}

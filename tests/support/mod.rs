@@ -287,6 +287,11 @@ fn program(platform: &str, message: &str, static_link: bool) -> Vec<u8> {
 
 /// Compiles a C program for `platform` (static or dynamically linked), cached by content.
 pub fn compile_c(platform: &str, source: &str, static_link: bool) -> Vec<u8> {
+    compile_c_with(platform, source, static_link, &[])
+}
+
+/// [`compile_c`] with more compiler flags (`-march=x86-64-v3 -mneeded`).
+pub fn compile_c_with(platform: &str, source: &str, static_link: bool, flags: &[&str]) -> Vec<u8> {
     let cc = compiler_for(platform).unwrap_or_else(|| panic!("no compiler known for {platform}"));
     let cc = if static_link || cc != "musl-gcc" {
         cc
@@ -299,7 +304,7 @@ pub fn compile_c(platform: &str, source: &str, static_link: bool) -> Vec<u8> {
     let key = {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (platform, &source, static_link).hash(&mut h);
+        (platform, &source, static_link, flags).hash(&mut h);
         format!("{:016x}", h.finish())
     };
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("programs");
@@ -317,6 +322,7 @@ pub fn compile_c(platform: &str, source: &str, static_link: bool) -> Vec<u8> {
     if static_link {
         cmd.arg("-static");
     }
+    cmd.args(flags);
     let status = cmd.output().expect("run the cross compiler");
     assert!(
         status.status.success(),
