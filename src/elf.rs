@@ -11,6 +11,7 @@ use goblin::elf::Elf;
 
 use crate::platform::{ElfClass, ElfIdentity, Endian, FloatAbi, EM_ARM, EM_X86_64};
 
+pub mod arm;
 #[doc(hidden)]
 pub mod fixture;
 #[cfg(test)]
@@ -48,6 +49,9 @@ pub struct ElfInfo {
     /// within the bytes read (GCC and Clang write it with `-mneeded`, and distributions
     /// built for a higher level do).
     pub x86_level_needed: Option<u8>,
+    /// A 32-bit ARM file's build attributes, where they were within the bytes read (the
+    /// layer walker reads an ARM file's tail for them: [`arm::TAIL_LEN`]).
+    pub arm: Option<arm::ArmAttributes>,
 }
 
 /// `e_type`: what the file is for.
@@ -146,7 +150,11 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         interp: None,
         interp_beyond_prefix: false,
         x86_level_needed: None,
+        arm: None,
     };
+    if header.e_machine == EM_ARM && bytes.len() as u64 == file_size {
+        info.arm = arm::read(bytes, bytes, 0);
+    }
     if header.e_phnum == 0 {
         return Ok(info);
     }

@@ -197,7 +197,8 @@ impl Platform {
     }
 }
 
-fn arm_level(p: &Platform) -> u8 {
+/// The ARM architecture version an `arm` platform guarantees: 7 for plain `linux/arm`, N for `arm/vN`.
+pub fn arm_level(p: &Platform) -> u8 {
     p.variant
         .as_deref()
         .and_then(|v| v.trim_start_matches('v').parse().ok())

@@ -682,3 +682,56 @@ fn a_program_built_for_x86_64_v3_is_refused_in_plain_amd64_and_accepted_in_amd64
         "{message}"
     );
 }
+
+#[test]
+fn armv7_programs_are_refused_in_arm_v6_and_armv6_programs_in_arm_v5() {
+    let project = Project::new();
+    let v7 = compile_c("linux/arm/v7", "int main(void) { return 0; }\n", true);
+    let v6 = compile_c_with(
+        "linux/arm/v7",
+        "void _start(void) { for (;;); }\n",
+        true,
+        &["-march=armv6", "-marm", "-mfpu=vfp", "-nostdlib"],
+    );
+    let image = |platform: &'static str, program: &[u8]| Image {
+        platform,
+        entrypoint: vec!["/app"],
+        layers: vec![layer(&[E::Exe("app", program.to_vec())])],
+    };
+    for (name, platform, program, exit, want) in [
+        ("v7-in-v7", "linux/arm/v7", &v7, 0, vec![]),
+        (
+            "v7-in-v6",
+            "linux/arm/v6",
+            &v7,
+            1,
+            vec![("cpu-level-mismatch", "/app")],
+        ),
+        ("v6-in-v6", "linux/arm/v6", &v6, 0, vec![]),
+        (
+            "v6-in-v5",
+            "linux/arm/v5",
+            &v6,
+            1,
+            vec![("cpu-level-mismatch", "/app")],
+        ),
+    ] {
+        project.write(
+            &format!("{name}.tar"),
+            docker_archive(&format!("arm/{name}:1"), &image(platform, program)),
+        );
+        let out = project.archbuild(&["check", &format!("docker-archive:{name}.tar"), "--json"]);
+        assert_scenario(name, &out, exit, &want);
+    }
+    let out = project.archbuild(&["check", "docker-archive:v7-in-v6.tar", "--json"]);
+    let f = &json_of(&out)["findings"][0];
+    assert_eq!(
+        (f["expected"].as_str(), f["actual"].as_str()),
+        (Some("ARMv6"), Some("ARMv7"))
+    );
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("Raspberry Pi Zero") && message.contains("Illegal instruction"),
+        "{message}"
+    );
+}

@@ -7,7 +7,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use crate::elf::{ElfInfo, ElfKind, ElfReport};
 use crate::finding::{Finding, FindingKind};
 use crate::layers::{Content, Node, NodeKind};
-use crate::platform::{amd64_level, machine_name, ElfIdentity, FloatAbi, Platform, EM_X86_64};
+use crate::platform::{
+    amd64_level, arm_level, machine_name, ElfIdentity, FloatAbi, Platform, EM_ARM, EM_X86_64,
+};
 
 /// What the user tells the check besides the image: paths to skip and programs to require.
 #[derive(Clone, Debug, Default)]
@@ -106,6 +108,12 @@ pub fn arch_finding(
 /// `cpu-level-mismatch` for an x86-64 file of the right machine whose ISA note needs a
 /// higher micro-architecture level than the platform guarantees.
 pub fn level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<Finding> {
+    if !info.kind.is_loadable() {
+        return None;
+    }
+    if platform.architecture == "arm" && info.identity.machine == EM_ARM {
+        return arm_level_finding(path, info, platform);
+    }
     let needed = info.x86_level_needed?;
     if platform.architecture != "amd64" || info.identity.machine != EM_X86_64 {
         return None;
@@ -136,6 +144,32 @@ pub fn level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
         .with_platform(platform)
         .with_path(path)
         .with_expected_actual(name(guaranteed), name(needed)),
+    )
+}
+
+/// `cpu-level-mismatch` for a 32-bit ARM file whose build attributes need a newer
+/// architecture (`Tag_CPU_arch`) than the platform's variant guarantees.
+fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<Finding> {
+    let attrs = info.arm?;
+    let level = arm_level(platform);
+    let boards = match level {
+        0..=5 => "ARMv5 boards (Marvell Kirkwood and other armel devices)",
+        6 => "ARMv6 boards such as the Raspberry Pi Zero and Pi 1",
+        _ => "ARMv7 boards",
+    };
+    let noun = noun(info);
+    let needed = attrs.arch_version().filter(|v| *v > level)?;
+    let (needs, has) = (format!("ARMv{needed}"), format!("ARMv{level}"));
+    Some(
+        Finding::error(
+            FindingKind::CpuLevelMismatch,
+            format!(
+                "{path} is an ARM {noun} built for {needs} (its .ARM.attributes say so), but {platform} guarantees only {has}: on {boards} it fails with 'Illegal instruction'"
+            ),
+        )
+        .with_platform(platform)
+        .with_path(path)
+        .with_expected_actual(has, needs),
     )
 }
 

@@ -18,6 +18,7 @@ use super::{
     normalize, parse_shebang, Content, Entry, EntryKind, FileInfo, LayerSummary, UnsafeEntry,
 };
 use crate::elf;
+use crate::platform::EM_ARM;
 
 /// Entries declaring more than this many bytes (1 TiB) are refused as absurd.
 pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
@@ -426,7 +427,13 @@ fn sniff(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Cont
     if elf::is_elf(buf) {
         let want = (elf::PREFIX_LEN as u64).min(size) - buf.len() as u64;
         entry.take(want).read_to_end(buf)?;
-        return Ok(Content::Elf(elf::inspect_prefix(buf, size)));
+        let mut report = elf::inspect_prefix(buf, size);
+        if let elf::ElfReport::Elf(info) = &mut report {
+            if info.identity.machine == EM_ARM && info.arm.is_none() {
+                info.arm = arm_tail(entry, size, buf)?;
+            }
+        }
+        return Ok(Content::Elf(report));
     }
     if buf.starts_with(b"#!") {
         let want = SHEBANG_LEN.min(size) - buf.len() as u64;
@@ -434,6 +441,27 @@ fn sniff(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Cont
         return Ok(parse_shebang(buf).map_or(Content::Other, Content::Script));
     }
     Ok(Content::Other)
+}
+
+/// Reads the last [`elf::arm::TAIL_LEN`] bytes of a 32-bit ARM file (whose first `prefix`
+/// bytes were read) for its build attributes.
+fn arm_tail(
+    entry: &mut impl Read,
+    size: u64,
+    prefix: &[u8],
+) -> io::Result<Option<elf::arm::ArmAttributes>> {
+    let read = prefix.len() as u64;
+    let tail_start = size.saturating_sub(elf::arm::TAIL_LEN).max(read);
+    io::copy(&mut entry.take(tail_start - read), &mut io::sink())?;
+    if tail_start == read {
+        // The whole file fits in the prefix and one tail: read it as one.
+        let mut whole = prefix.to_vec();
+        entry.take(size - read).read_to_end(&mut whole)?;
+        return Ok(elf::arm::read(&whole, &whole, 0));
+    }
+    let mut tail = Vec::with_capacity((size - tail_start) as usize);
+    entry.take(size - tail_start).read_to_end(&mut tail)?;
+    Ok(elf::arm::read(prefix, &tail, tail_start))
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
