@@ -6,7 +6,7 @@
 //! another architecture: a truncated header is `Malformed`, not a guess.
 
 use goblin::container::{Container, Ctx};
-use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
+use goblin::elf::program_header::{ProgramHeader, PT_INTERP, PT_LOAD};
 use goblin::elf::Elf;
 
 use crate::platform::{ElfClass, ElfIdentity, Endian, FloatAbi, EM_ARM, EM_X86_64};
@@ -52,6 +52,9 @@ pub struct ElfInfo {
     /// A 32-bit ARM file's build attributes, where they were within the bytes read (the
     /// layer walker reads an ARM file's tail for them: [`arm::TAIL_LEN`]).
     pub arm: Option<arm::ArmAttributes>,
+    /// The smallest `p_align` of its `PT_LOAD` segments: the largest page size a kernel can
+    /// map the file with (`None` without load segments, or when the table was not read).
+    pub load_align: Option<u64>,
 }
 
 /// `e_type`: what the file is for.
@@ -151,6 +154,7 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         interp_beyond_prefix: false,
         x86_level_needed: None,
         arm: None,
+        load_align: None,
     };
     if header.e_machine == EM_ARM && bytes.len() as u64 == file_size {
         info.arm = arm::read(bytes, bytes, 0);
@@ -174,6 +178,11 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         info.interp_beyond_prefix = true;
         return Ok(info);
     };
+    info.load_align = headers
+        .iter()
+        .filter(|h| h.p_type == PT_LOAD)
+        .map(|h| h.p_align)
+        .min();
     if header.e_machine == EM_X86_64 {
         info.x86_level_needed = x86_level_needed(bytes, &headers, class, endian);
     }

@@ -18,6 +18,7 @@ pub enum FindingKind {
     SingleArch,
     BrokenReference,
     CpuLevelMismatch,
+    PageSize,
     /// A file that starts with the ELF magic but cannot be read as ELF (truncated, bad header).
     MalformedElf,
     /// A path named in `check.binaries` that is not in the image.
@@ -47,6 +48,7 @@ impl FindingKind {
             FindingKind::SingleArch => "single-arch",
             FindingKind::BrokenReference => "broken-reference",
             FindingKind::CpuLevelMismatch => "cpu-level-mismatch",
+            FindingKind::PageSize => "page-size",
             FindingKind::MalformedElf => "malformed-elf",
             FindingKind::MissingBinary => "missing-binary",
             FindingKind::UnsafeLayerEntry => "unsafe-layer-entry",

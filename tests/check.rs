@@ -735,3 +735,54 @@ fn armv7_programs_are_refused_in_arm_v6_and_armv6_programs_in_arm_v5() {
         "{message}"
     );
 }
+
+#[test]
+fn arm64_programs_aligned_for_4k_pages_are_flagged_for_16k_and_64k_kernels() {
+    let project = Project::new();
+    let source = "int main(void) { return 0; }\n";
+    let small = compile_c_with("linux/arm64", source, true, &["-Wl,-z,max-page-size=4096"]);
+    let usual = compile_c("linux/arm64", source, true);
+    let image = |program: &[u8]| Image {
+        platform: "linux/arm64",
+        entrypoint: vec!["/app"],
+        layers: vec![layer(&[E::Exe("app", program.to_vec())])],
+    };
+    project.write("small.tar", docker_archive("page/small:1", &image(&small)));
+    project.write("usual.tar", docker_archive("page/usual:1", &image(&usual)));
+    let check = |archive: &str, extra: &[&str]| {
+        let mut args = vec!["check", archive, "--json"];
+        args.extend_from_slice(extra);
+        project.archbuild(&args)
+    };
+    // By default a warning: the check passes and says why the program may not start.
+    let out = check("docker-archive:small.tar", &[]);
+    assert_scenario("small", &out, 0, &[("page-size", "/app")]);
+    let f = &json_of(&out)["findings"][0];
+    assert_eq!(f["severity"], "warning");
+    assert!(
+        f["message"].as_str().unwrap().contains("aligned to 4 KiB"),
+        "{f}"
+    );
+    // For a cluster of 64 KiB kernels an error; a 4 KiB cluster accepts it.
+    assert_scenario(
+        "small 64k",
+        &check("docker-archive:small.tar", &["--page-size", "65536"]),
+        1,
+        &[("page-size", "/app")],
+    );
+    assert_scenario(
+        "small 4k",
+        &check("docker-archive:small.tar", &["--page-size", "4096"]),
+        0,
+        &[],
+    );
+    // The toolchain's default, 64 KiB alignment, maps everywhere.
+    assert_scenario(
+        "usual 64k",
+        &check("docker-archive:usual.tar", &["--page-size", "65536"]),
+        0,
+        &[],
+    );
+    let bad = check("docker-archive:usual.tar", &["--page-size", "8192"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+}

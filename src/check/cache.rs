@@ -21,6 +21,7 @@ pub struct Key<'a> {
     pub name: &'a str,
     pub ignore: &'a [String],
     pub binaries: &'a [String],
+    pub page_size: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -31,7 +32,7 @@ struct Entry {
 
 /// Changed whenever the rules find something new, so that remembered results of the same
 /// archbuild version are not reused across it.
-const RULES: &str = "rules-2: cpu-level-mismatch";
+const RULES: &str = "rules-3: cpu-level-mismatch, page-size";
 
 impl Key<'_> {
     /// The entry's file name: a digest of everything the result depends on, this archbuild's
@@ -107,6 +108,7 @@ mod tests {
             name: "api:1",
             ignore: &ignore,
             binaries: &[],
+            page_size: None,
         };
         assert!(load(dir.path(), &key).is_none());
         store(dir.path(), &key, &report());
@@ -114,6 +116,11 @@ mod tests {
         assert_eq!(back.findings, report().findings);
         assert_eq!(back.elf_files, 1);
         // Other options or another image: not the same result.
+        let paged = Key {
+            page_size: Some(65536),
+            ..key
+        };
+        assert!(load(dir.path(), &paged).is_none());
         let other = Key { ignore: &[], ..key };
         assert!(load(dir.path(), &other).is_none());
         let other = Key {

@@ -8,7 +8,8 @@ use crate::elf::{ElfInfo, ElfKind, ElfReport};
 use crate::finding::{Finding, FindingKind};
 use crate::layers::{Content, Node, NodeKind};
 use crate::platform::{
-    amd64_level, arm_level, machine_name, ElfIdentity, FloatAbi, Platform, EM_ARM, EM_X86_64,
+    amd64_level, arm_level, machine_name, ElfIdentity, FloatAbi, Platform, EM_AARCH64, EM_ARM,
+    EM_X86_64,
 };
 
 /// What the user tells the check besides the image: paths to skip and programs to require.
@@ -18,6 +19,10 @@ pub struct CheckOptions {
     ignore_set: GlobSet,
     /// `check.binaries`: absolute paths or names looked up on the image's `PATH`.
     pub binaries: Vec<String>,
+    /// `check.page-size`: the page size of the cluster's arm64 kernels. A program that cannot
+    /// be mapped with it is an error; without it, one that cannot be mapped with 16 KiB pages
+    /// is a warning.
+    pub page_size: Option<u64>,
 }
 
 impl CheckOptions {
@@ -37,7 +42,14 @@ impl CheckOptions {
             ignore: ignore.to_vec(),
             ignore_set: b.build()?,
             binaries: binaries.to_vec(),
+            page_size: None,
         })
+    }
+
+    /// The same options with `check.page-size` set.
+    pub fn with_page_size(mut self, page_size: Option<u64>) -> CheckOptions {
+        self.page_size = page_size;
+        self
     }
 
     /// Whether `path` is matched by an ignore glob.
@@ -170,6 +182,62 @@ fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
         .with_platform(platform)
         .with_path(path)
         .with_expected_actual(has, needs),
+    )
+}
+
+/// The page size of the arm64 kernels that a program must map with unless told otherwise:
+/// 16 KiB (Apple Silicon under Asahi Linux, and the page size Android and some Ampere
+/// deployments move to). 4 KiB kernels map anything; RHEL's and some Ampere kernels use 64 KiB.
+pub const DEFAULT_PAGE_SIZE: u64 = 16 * 1024;
+
+/// `page-size` for an arm64 ELF file whose load segments are aligned below the page size of
+/// the cluster's kernels (`page_size`, an error), or below 16 KiB when that is not known (a
+/// warning): the kernel cannot map it, and exec fails.
+pub fn page_finding(
+    path: &str,
+    info: &ElfInfo,
+    platform: &Platform,
+    page_size: Option<u64>,
+) -> Option<Finding> {
+    if platform.architecture != "arm64" || info.identity.machine != EM_AARCH64 {
+        return None;
+    }
+    let align = info.load_align.filter(|_| info.kind.is_loadable())?;
+    let wanted = page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if align >= wanted {
+        return None;
+    }
+    let kib = |n: u64| {
+        if n >= 1024 && n % 1024 == 0 {
+            format!("{} KiB", n / 1024)
+        } else {
+            format!("{n} bytes")
+        }
+    };
+    let noun = noun(info);
+    let message = format!(
+        "{path} is an arm64 {noun} whose load segments are aligned to {}: kernels with {} pages cannot map it, and it fails there with 'exec format error' or, for a library, 'ELF load command address/offset not page-aligned'{}",
+        kib(align),
+        kib(wanted),
+        if page_size.is_some() {
+            String::new()
+        } else {
+            " (a warning: set check.page-size to the page size of your nodes' kernels to make it an error, or to 4096 to accept it)".to_string()
+        }
+    );
+    let finding = if page_size.is_some() {
+        Finding::error(FindingKind::PageSize, message)
+    } else {
+        Finding::warning(FindingKind::PageSize, message)
+    };
+    Some(
+        finding
+            .with_platform(platform)
+            .with_path(path)
+            .with_expected_actual(
+                format!("aligned to {} or more", kib(wanted)),
+                format!("aligned to {}", kib(align)),
+            ),
     )
 }
 

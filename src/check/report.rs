@@ -154,6 +154,7 @@ fn advice(kind: FindingKind, platform: &Platform) -> Option<String> {
         FindingKind::CpuLevelMismatch => format!(
             "build the program for the level {platform} guarantees (-march=x86-64 or the platform's x86-64-vN for C, C++ and Rust's target-cpu; GOAMD64 for Go), or publish the image as the linux/amd64/vN it needs, so that only nodes that can run it pull it"
         ),
+        FindingKind::PageSize => "link the program with -Wl,-z,max-page-size=65536 (Go, Rust and current GNU toolchains for arm64 do by default), or set check.page-size to your kernels' page size".into(),
         FindingKind::MissingEntrypoint => "fix Entrypoint/Cmd or the file it names (COPY it in, fix the symlink, or add its folder to PATH)".into(),
         FindingKind::MissingLoader => "install the C library the program was linked against (e.g. libc6 or musl) in the final stage, or link the program statically".into(),
         FindingKind::MissingInterpreter => "install the interpreter in the final stage, or change the #! line to one the image has".into(),

@@ -2,7 +2,7 @@
 //! it is for, every finding. No I/O here; the sources in `check::source` feed it.
 
 use super::entrypoint;
-use super::program::{arch_finding, level_finding, CheckOptions};
+use super::program::{arch_finding, level_finding, page_finding, CheckOptions};
 use crate::elf::ElfReport;
 use crate::finding::{Finding, FindingKind};
 use crate::layers::{Content, Filesystem, NodeKind};
@@ -74,6 +74,9 @@ pub fn run(
                     if let Some(f) =
                         arch_finding(path, info, &expected, platform).or_else(wrong_level)
                     {
+                        findings.push(f.with_layer(&fs.layers[node.layer]));
+                    }
+                    if let Some(f) = page_finding(path, info, platform, opts.page_size) {
                         findings.push(f.with_layer(&fs.layers[node.layer]));
                     }
                     if !chain.contains(path) {

@@ -31,6 +31,10 @@ pub struct Args {
     /// Require this program in the image (a path, or a name on the image's PATH); repeatable.
     #[arg(long = "binary", value_name = "PATH")]
     pub binaries: Vec<String>,
+    /// The page size of the cluster's arm64 kernels: an arm64 program that cannot be mapped
+    /// with it is an error (without it, one that 16 KiB kernels cannot map is a warning).
+    #[arg(long = "page-size", value_name = "BYTES", value_parser = ["4096", "16384", "65536"])]
+    pub page_size: Option<String>,
     /// A registry host to speak plain HTTP to (loopback registries always are).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registry: Vec<String>,
@@ -50,7 +54,9 @@ pub async fn run(args: Args, _ctx: &Context) -> anyhow::Result<Outcome> {
         .map(platform::parse_list)
         .transpose()
         .context("--platform")?;
-    let opts = CheckOptions::new(&args.ignore, &args.binaries).context("--ignore")?;
+    let opts = CheckOptions::new(&args.ignore, &args.binaries)
+        .context("--ignore")?
+        .with_page_size(args.page_size.as_deref().and_then(|s| s.parse().ok()));
     let registry = RegistryOptions {
         insecure_registries: args.insecure_registry.clone(),
         ..Default::default()

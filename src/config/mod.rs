@@ -102,6 +102,8 @@ pub struct CheckSpec {
     pub ignore: Vec<String>,
     /// Absolute paths of programs that must be in every platform's image.
     pub binaries: Vec<String>,
+    /// `check.page-size`: the page size of the cluster's arm64 kernels (4096, 16384 or 65536).
+    pub page_size: Option<u64>,
 }
 
 /// `[builders]`: daemon URLs by platform, and the one for every other platform.

@@ -53,6 +53,8 @@ pub(crate) struct RawCheck {
     pub ignore: Vec<Spanned<String>>,
     #[serde(default)]
     pub binaries: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub page_size: Option<Spanned<i64>>,
 }
 
 /// The top-level tables of a project file.
@@ -273,7 +275,10 @@ mod tests {
 
     #[test]
     fn allowed_keys_come_from_the_serde_structs() {
-        assert_eq!(field_names::<RawCheck>(), &["ignore", "binaries"]);
+        assert_eq!(
+            field_names::<RawCheck>(),
+            &["ignore", "binaries", "page-size"]
+        );
         assert!(field_names::<RawImage>().contains(&"build-args"));
         assert!(field_names::<RawDefaults>().contains(&"insecure-registries"));
     }

@@ -327,6 +327,15 @@ fn check(raw: RawCheck, title: &str, report: &mut Report) -> CheckSpec {
             );
         }
     }
+    if let Some(size) = raw.page_size {
+        match *size.get_ref() {
+            n @ (4096 | 16384 | 65536) => spec.page_size = Some(n as u64),
+            n => report.at(
+                &size.span(),
+                format!("{title} check.page-size {n} is not a page size arm64 kernels use; expected 4096, 16384 or 65536"),
+            ),
+        }
+    }
     spec
 }
 

@@ -148,7 +148,7 @@ fn unknown_keys_are_all_reported_with_the_allowed_ones() {
     assert_eq!(got, vec![
         "2:1: unknown key \"platfroms\" in [defaults]; did you mean \"platforms\"? (allowed: \"platforms\", \"registry\", \"index-format\", \"output\", \"insecure-registries\")",
         "4:1: unknown key \"contxt\" in [images.api]; did you mean \"context\"? (allowed: \"context\", \"dockerfile\", \"target\", \"repository\", \"tags\", \"platforms\", \"build-args\", \"labels\", \"check\")",
-        "5:11: unknown key \"binarys\" in [images.api] check; did you mean \"binaries\"? (allowed: \"ignore\", \"binaries\")",
+        "5:11: unknown key \"binarys\" in [images.api] check; did you mean \"binaries\"? (allowed: \"ignore\", \"binaries\", \"page-size\")",
         "6:2: unknown key \"extra\" at the top level (allowed: \"defaults\", \"images\", \"builders\")",
     ]);
 }
@@ -245,6 +245,20 @@ fn check_globs_and_binaries() {
         "{got:?}"
     );
     assert_eq!(got[1], "2:42: [images.app] check.binaries entry \"usr/bin/x\" is not an absolute path; did you mean \"/usr/bin/x\"?");
+}
+
+#[test]
+fn check_page_size_is_a_page_size_of_arm64_kernels() {
+    let got = problems("[images.app]\ncheck = { page-size = 8192 }\n");
+    assert_eq!(got, vec!["2:23: [images.app] check.page-size 8192 is not a page size arm64 kernels use; expected 4096, 16384 or 65536"]);
+    let p = parse("[images.app]\ncheck = { page-size = 65536 }\n").unwrap();
+    assert_eq!(p.images["app"].check.page_size, Some(65536));
+    assert_eq!(
+        parse("[images.app]\n").unwrap().images["app"]
+            .check
+            .page_size,
+        None
+    );
 }
 
 #[test]

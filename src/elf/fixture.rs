@@ -99,7 +99,7 @@ impl ElfSpec {
         if let Some(n) = &note {
             w.phdr(wide, 0x6474_e553, note_off, n.len() as u64, 8); // PT_GNU_PROPERTY
         }
-        w.phdr(wide, 1, 0, total, 1); // PT_LOAD covering the file
+        w.phdr(wide, 1, 0, total, 0x10000); // PT_LOAD covering the file, 64 KiB aligned
         if let Some(bytes) = &interp {
             w.out.extend_from_slice(bytes);
         }

@@ -94,6 +94,7 @@ pub async fn check_built(
             name: &name,
             ignore: &image.check.ignore,
             binaries: &image.check.binaries,
+            page_size: image.check.page_size,
         };
         if let Some(report) = check::cache::load(&cache_dir, &key) {
             return Ok(report);
@@ -116,10 +117,12 @@ pub async fn check_built(
 
 /// The `check` table of an image as check options.
 pub fn check_options(image: &Image) -> Result<CheckOptions, PipelineError> {
-    CheckOptions::new(&image.check.ignore, &image.check.binaries).map_err(|e| PipelineError::Glob {
-        image: image.name.clone(),
-        detail: e.to_string(),
-    })
+    CheckOptions::new(&image.check.ignore, &image.check.binaries)
+        .map(|o| o.with_page_size(image.check.page_size))
+        .map_err(|e| PipelineError::Glob {
+            image: image.name.clone(),
+            detail: e.to_string(),
+        })
 }
 
 /// What to publish: per image, its platform images in the project's platform order.
