@@ -195,6 +195,15 @@ fn app(platform: &'static str, message: &str) -> Image {
     }
 }
 
+/// An image of one layer holding `program` as its entrypoint `/app`.
+fn one_program(platform: &'static str, program: &[u8]) -> Image {
+    Image {
+        platform,
+        entrypoint: vec!["/app"],
+        layers: vec![layer(&[E::Exe("app", program.to_vec())])],
+    }
+}
+
 /// A scenario: name, image, expected exit status, expected (kind, path) findings.
 type Scenario = (&'static str, Image, i32, Vec<(&'static str, &'static str)>);
 
@@ -644,11 +653,7 @@ fn a_program_built_for_x86_64_v3_is_refused_in_plain_amd64_and_accepted_in_amd64
         &["-march=x86-64-v3", "-mneeded"],
     );
     let baseline = compile_c_with("linux/amd64", source, true, &["-mneeded"]);
-    let image = |platform: &'static str, program: &[u8]| Image {
-        platform,
-        entrypoint: vec!["/app"],
-        layers: vec![layer(&[E::Exe("app", program.to_vec())])],
-    };
+    let image = one_program;
     for (name, platform, program, exit, want) in [
         (
             "v3-in-amd64",
@@ -693,11 +698,7 @@ fn armv7_programs_are_refused_in_arm_v6_and_armv6_programs_in_arm_v5() {
         true,
         &["-march=armv6", "-marm", "-mfpu=vfp", "-nostdlib"],
     );
-    let image = |platform: &'static str, program: &[u8]| Image {
-        platform,
-        entrypoint: vec!["/app"],
-        layers: vec![layer(&[E::Exe("app", program.to_vec())])],
-    };
+    let image = one_program;
     for (name, platform, program, exit, want) in [
         ("v7-in-v7", "linux/arm/v7", &v7, 0, vec![]),
         (
@@ -742,11 +743,7 @@ fn arm64_programs_aligned_for_4k_pages_are_flagged_for_16k_and_64k_kernels() {
     let source = "int main(void) { return 0; }\n";
     let small = compile_c_with("linux/arm64", source, true, &["-Wl,-z,max-page-size=4096"]);
     let usual = compile_c("linux/arm64", source, true);
-    let image = |program: &[u8]| Image {
-        platform: "linux/arm64",
-        entrypoint: vec!["/app"],
-        layers: vec![layer(&[E::Exe("app", program.to_vec())])],
-    };
+    let image = |program: &[u8]| one_program("linux/arm64", program);
     project.write("small.tar", docker_archive("page/small:1", &image(&small)));
     project.write("usual.tar", docker_archive("page/usual:1", &image(&usual)));
     let check = |archive: &str, extra: &[&str]| {
