@@ -60,6 +60,29 @@ impl FindingKind {
     }
 }
 
+/// `text` made safe for a terminal: control characters (C0 but tab, DEL, C1) and Unicode
+/// direction overrides, which an image's paths, names or annotations may hold, are shown as
+/// `\u{..}` escapes instead of being sent to the terminal, where they could move the cursor,
+/// retitle the window or hide what follows. JSON output escapes them by itself.
+pub fn for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\t' && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// How bad a finding is: errors fail the run (exit 1), warnings and notes do not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,6 +214,15 @@ pub struct FindingsDocument<T: Serialize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_never_reach_a_terminal() {
+        assert_eq!(for_terminal("/usr/bin/ok"), "/usr/bin/ok");
+        assert_eq!(
+            for_terminal("/bin/\u{1b}]0;owned\u{7}x\u{9b}2J\u{202e}gpj"),
+            "/bin/\\u{1b}]0;owned\\u{7}x\\u{9b}2J\\u{202e}gpj"
+        );
+    }
+
     use super::*;
 
     #[test]

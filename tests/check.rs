@@ -783,3 +783,38 @@ fn arm64_programs_aligned_for_4k_pages_are_flagged_for_16k_and_64k_kernels() {
     let bad = check("docker-archive:usual.tar", &["--page-size", "8192"]);
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
 }
+
+#[test]
+fn terminal_escapes_in_image_paths_are_shown_escaped() {
+    let project = Project::new();
+    let image = Image {
+        platform: "linux/arm64",
+        entrypoint: vec!["/bin/ok"],
+        layers: vec![layer(&[
+            E::Exe("bin/ok", static_program("linux/arm64", "ok")),
+            E::Exe(
+                "bin/\u{1b}[2J\u{1b}]0;owned\u{7}x",
+                static_program("linux/amd64", "x"),
+            ),
+        ])],
+    };
+    project.write("esc.tar", docker_archive("esc/esc:1", &image));
+    let out = project.archbuild(&["check", "docker-archive:esc.tar"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        !out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07),
+        "{}",
+        describe(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/bin/\\u{1b}[2J\\u{1b}]0;owned\\u{7}x is an x86-64 program"),
+        "{text}"
+    );
+    // JSON keeps the real name, escaped by JSON's own rules.
+    let doc = json_of(&project.archbuild(&["check", "docker-archive:esc.tar", "--json"]));
+    assert_eq!(
+        doc["findings"][0]["path"],
+        "/bin/\u{1b}[2J\u{1b}]0;owned\u{7}x"
+    );
+}

@@ -107,7 +107,7 @@ pub fn render(reports: &[CheckReport]) -> String {
                 "  {:<7} {}: {}",
                 severity(f.severity),
                 f.kind.as_str(),
-                f.message
+                crate::finding::for_terminal(&f.message)
             );
             if let (Some(e), Some(a)) = (&f.expected, &f.actual) {
                 let _ = writeln!(out, "          expected {e}, found {a}");

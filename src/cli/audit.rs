@@ -251,7 +251,11 @@ fn print_human(audit: &Audit, cluster: &[Platform], dir: Option<&Path>, written:
             Severity::Warning => "warning",
             Severity::Info => "note",
         };
-        println!("{severity}[{}]: {}", f.kind.as_str(), f.message);
+        println!(
+            "{severity}[{}]: {}",
+            f.kind.as_str(),
+            crate::finding::for_terminal(&f.message)
+        );
     }
     let entries = patch_entries(audit, dir);
     if !entries.is_empty() {

@@ -61,7 +61,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<Outcome> {
     let general = pipeline::preflight(&engine, &plan).await;
     if !args.json {
         for finding in &general {
-            eprintln!("warning: {}", finding.message);
+            eprintln!(
+                "warning: {}",
+                crate::finding::for_terminal(&finding.message)
+            );
         }
     }
     let (events, received) = mpsc::channel(256);

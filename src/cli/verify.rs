@@ -68,7 +68,12 @@ fn print(report: &VerifyReport, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for f in &report.findings {
-        writeln!(out, "{}: {}", f.kind.as_str(), f.message)?;
+        writeln!(
+            out,
+            "{}: {}",
+            f.kind.as_str(),
+            crate::finding::for_terminal(&f.message)
+        )?;
     }
     for c in &report.content {
         writeln!(
