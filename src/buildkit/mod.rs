@@ -3,7 +3,7 @@
 //!
 //! The daemon is reached through the [`BuildEngine`] seam: [`DockerEngine`] is the real one
 //! (bollard), a recording fake (tests only) serves the unit tests. [`run`] is the whole build
-//! step as a library function: the command line maps the plan's jobs onto [`BuildRequest`]s, hands over a
+//! step as a library function: the command line maps the plan's jobs onto [`Job`]s, hands over a
 //! channel for [`BuildEvent`]s and a cancellation token, and gets one [`BuiltImage`] per request.
 
 use std::path::PathBuf;

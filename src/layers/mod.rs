@@ -7,6 +7,7 @@
 
 use crate::elf::ElfReport;
 
+mod bounds;
 mod merge;
 mod scan;
 #[cfg(test)]
@@ -14,10 +15,9 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod tests_support;
 
+pub use bounds::{Limits, MAX_HEADER_BYTES};
 pub use merge::{Filesystem, Node, NodeKind, ResolveError, Resolved, SYMLINK_LIMIT};
-pub use scan::{
-    scan, scan_seekable, Compression, LayerError, Limits, MAX_ENTRY_SIZE, MAX_HEADER_BYTES,
-};
+pub use scan::{scan, scan_seekable, Compression, LayerError, MAX_ENTRY_SIZE};
 
 /// What one layer tar holds, in tar order.
 #[derive(Clone, Debug, Default)]
