@@ -298,13 +298,8 @@ fn x86_level_needed(
 
 /// The `GNU_PROPERTY_X86_ISA_1_NEEDED` bit mask of the notes in `segment`.
 fn isa_needed(segment: &[u8], align: usize, class: ElfClass, endian: Endian) -> Option<u32> {
-    let word = |b: &[u8], at: usize| -> Option<u32> {
-        let raw: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(match endian {
-            Endian::Little => u32::from_le_bytes(raw),
-            Endian::Big => u32::from_be_bytes(raw),
-        })
-    };
+    let r = Words { endian };
+    let word = |b: &[u8], at: usize| r.u32(b, at);
     let up = |n: usize, to: usize| n.checked_add(to - 1).map(|n| n / to * to);
     let property_align = if class == ElfClass::Elf64 { 8 } else { 4 };
     let mut at = 0usize;
@@ -350,6 +345,30 @@ fn float_abi(machine: u16, flags: u32) -> Option<FloatAbi> {
         Some(FloatAbi::Soft)
     } else {
         None
+    }
+}
+
+/// Reads 16- and 32-bit words of the file's byte order at an offset, `None` past the end.
+#[derive(Clone, Copy)]
+struct Words {
+    endian: Endian,
+}
+
+impl Words {
+    fn u16(&self, b: &[u8], at: usize) -> Option<u16> {
+        let raw: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
+        Some(match self.endian {
+            Endian::Little => u16::from_le_bytes(raw),
+            Endian::Big => u16::from_be_bytes(raw),
+        })
+    }
+
+    fn u32(&self, b: &[u8], at: usize) -> Option<u32> {
+        let raw: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(match self.endian {
+            Endian::Little => u32::from_le_bytes(raw),
+            Endian::Big => u32::from_be_bytes(raw),
+        })
     }
 }
 

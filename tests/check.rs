@@ -283,16 +283,28 @@ fn assert_scenario(name: &str, out: &Output, exit: i32, want: &[(&str, &str)]) {
     assert_eq!(got, want, "{name}: {}", describe(out));
 }
 
+/// Writes `image` as `NAME.tar` (tagged `REPO/NAME:1`), checks it and asserts the scenario.
+fn check_archive(
+    project: &Project,
+    repo: &str,
+    name: &str,
+    image: &Image,
+    exit: i32,
+    want: &[(&str, &str)],
+) {
+    project.write(
+        &format!("{name}.tar"),
+        docker_archive(&format!("{repo}/{name}:1"), image),
+    );
+    let out = project.archbuild(&["check", &format!("docker-archive:{name}.tar"), "--json"]);
+    assert_scenario(name, &out, exit, want);
+}
+
 #[test]
 fn the_five_scenarios_from_a_docker_save_archive() {
     let project = Project::new();
     for (name, image, exit, want) in scenarios() {
-        project.write(
-            &format!("{name}.tar"),
-            docker_archive(&format!("scenario/{name}:1"), &image),
-        );
-        let out = project.archbuild(&["check", &format!("docker-archive:{name}.tar"), "--json"]);
-        assert_scenario(name, &out, exit, &want);
+        check_archive(&project, "scenario", name, &image, exit, &want);
     }
     let out = project.archbuild(&["check", "docker-archive:amd64-in-arm64.tar"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -666,12 +678,14 @@ fn a_program_built_for_x86_64_v3_is_refused_in_plain_amd64_and_accepted_in_amd64
         ("v3-in-amd64-v4", "linux/amd64/v4", &v3, 0, vec![]),
         ("baseline-in-amd64", "linux/amd64", &baseline, 0, vec![]),
     ] {
-        project.write(
-            &format!("{name}.tar"),
-            docker_archive(&format!("cpu/{name}:1"), &image(platform, program)),
+        check_archive(
+            &project,
+            "cpu",
+            name,
+            &image(platform, program),
+            exit,
+            &want,
         );
-        let out = project.archbuild(&["check", &format!("docker-archive:{name}.tar"), "--json"]);
-        assert_scenario(name, &out, exit, &want);
     }
     let out = project.archbuild(&["check", "docker-archive:v3-in-amd64.tar", "--json"]);
     let doc = json_of(&out);
@@ -717,12 +731,14 @@ fn armv7_programs_are_refused_in_arm_v6_and_armv6_programs_in_arm_v5() {
             vec![("cpu-level-mismatch", "/app")],
         ),
     ] {
-        project.write(
-            &format!("{name}.tar"),
-            docker_archive(&format!("arm/{name}:1"), &image(platform, program)),
+        check_archive(
+            &project,
+            "arm",
+            name,
+            &image(platform, program),
+            exit,
+            &want,
         );
-        let out = project.archbuild(&["check", &format!("docker-archive:{name}.tar"), "--json"]);
-        assert_scenario(name, &out, exit, &want);
     }
     let out = project.archbuild(&["check", "docker-archive:v7-in-v6.tar", "--json"]);
     let f = &json_of(&out)["findings"][0];

@@ -4,6 +4,7 @@
 //! file, so they are read from the file's tail; where the section or the section header table
 //! is not in the bytes read, nothing is known and nothing is guessed. Pure.
 
+use super::Words;
 use crate::platform::{Endian, EM_ARM};
 
 /// How many bytes at the end of an ARM file are read for the attributes: the section header
@@ -51,7 +52,7 @@ pub fn read(prefix: &[u8], tail: &[u8], tail_start: u64) -> Option<ArmAttributes
         2 => Endian::Big,
         _ => return None,
     };
-    let r = Reader { endian };
+    let r = Words { endian };
     if r.u16(prefix, 18)? != EM_ARM {
         return None;
     }
@@ -80,7 +81,7 @@ pub fn read(prefix: &[u8], tail: &[u8], tail_start: u64) -> Option<ArmAttributes
 
 /// Parses the section's contents: a format version `A`, then vendor subsections; only the
 /// `aeabi` vendor's file-scope attributes are read.
-fn parse(section: &[u8], r: Reader) -> Option<ArmAttributes> {
+fn parse(section: &[u8], r: Words) -> Option<ArmAttributes> {
     let (&version, mut rest) = section.split_first()?;
     if version != b'A' {
         return None;
@@ -156,29 +157,6 @@ fn skip_string(bytes: &mut &[u8]) -> Option<()> {
     Some(())
 }
 
-#[derive(Clone, Copy)]
-struct Reader {
-    endian: Endian,
-}
-
-impl Reader {
-    fn u16(&self, b: &[u8], at: usize) -> Option<u16> {
-        let raw: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(match self.endian {
-            Endian::Little => u16::from_le_bytes(raw),
-            Endian::Big => u16::from_be_bytes(raw),
-        })
-    }
-
-    fn u32(&self, b: &[u8], at: usize) -> Option<u32> {
-        let raw: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(match self.endian {
-            Endian::Little => u32::from_le_bytes(raw),
-            Endian::Big => u32::from_be_bytes(raw),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +178,7 @@ mod tests {
 
     #[test]
     fn reads_cpu_and_fp_architecture() {
-        let r = Reader {
+        let r = Words {
             endian: Endian::Little,
         };
         let a = parse(&section(), r).unwrap();
@@ -210,7 +188,7 @@ mod tests {
 
     #[test]
     fn truncated_or_garbage_sections_are_unknown_never_a_panic() {
-        let r = Reader {
+        let r = Words {
             endian: Endian::Little,
         };
         let whole = section();

@@ -1,8 +1,8 @@
 //! `docker save` files read by position. The outer tar is indexed first (headers, the small
 //! JSON documents, where each layer's bytes lie); then the layers are scanned in parallel,
-//! each from its own handle on the file, limited to the layer's bytes. An uncompressed
-//! layer's file contents are seeked over past the prefix the ELF and `#!` readers need, so a
-//! check reads a small part of the archive. Pipes and standard input are streamed instead.
+//! each from its own handle on the file, limited to the layer's bytes, and hashed as they
+//! are read (every byte is needed for the digest, so each layer is read once, in order).
+//! Pipes and standard input are streamed instead.
 
 use std::fs::File;
 use std::io;
@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::window::Window;
 use super::{io_err, Contents, Outer};
 use crate::image::{ImageError, ImageInput};
-use crate::layers::{self, LayerSummary};
-use crate::oci::digest::HashingReader;
+use crate::layers::LayerSummary;
 
 /// A layer's summary and the digest of its bytes.
 type Scanned = (LayerSummary, String);
@@ -108,29 +107,15 @@ fn scan_all(path: &Path, layers: &[LayerAt]) -> Result<Vec<Scanned>, ImageError>
     Ok(out)
 }
 
-/// Scans one layer, then hashes its bytes (its digest is checked once every layer is read).
-/// The scan seeks over file contents; the hash reads them, from the page cache the scan
-/// warmed or in one sequential pass.
+/// Scans and hashes one layer from its own window of the file, in one sequential read (its
+/// digest is checked once every layer is read).
 fn scan_one(path: &Path, at: &LayerAt) -> Result<Scanned, ImageError> {
-    let open = || {
-        File::open(path).map_err(|source| ImageError::Io {
-            what: format!("opening {} for layer {}", path.display(), at.path),
-            source,
-        })
-    };
-    let summary = layers::scan_seekable(
-        Window::new(open()?, at.offset, at.size),
-        &at.path,
-        layers::Limits::from_env()?,
-    )?;
-    let window = io::BufReader::with_capacity(1 << 20, Window::new(open()?, at.offset, at.size));
-    let mut hashing = HashingReader::in_algorithm_of(window, &super::hashing_digest(&at.path))
-        .expect("hashing_digest names sha256 or sha512");
-    io::copy(&mut hashing, &mut io::sink()).map_err(|source| ImageError::Io {
-        what: format!("reading layer {} of {}", at.path, path.display()),
+    let file = File::open(path).map_err(|source| ImageError::Io {
+        what: format!("opening {} for layer {}", path.display(), at.path),
         source,
     })?;
-    Ok((summary, hashing.finish()))
+    let window = io::BufReader::with_capacity(1 << 20, Window::new(file, at.offset, at.size));
+    super::scan_hashed(window, &at.path, &path.display().to_string())
 }
 
 #[cfg(test)]

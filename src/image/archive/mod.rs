@@ -5,8 +5,8 @@
 //! OCI-style one of Docker 25+ (`blobs/sha256/…`, `index.json`, `manifest.json`).
 //!
 //! A regular file is read by position instead ([`read_file`], in `indexed`): the outer tar
-//! is indexed, then the layers are scanned in parallel, each from its own window of the
-//! file, seeking over file contents rather than reading them.
+//! is indexed, then the layers are scanned and hashed in parallel, each from its own window
+//! of the file.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -246,18 +246,28 @@ fn walk(reader: impl Read, name: &str) -> Result<Contents, ImageError> {
         match contents.classify(&mut entry, &mut head, name)? {
             Outer::Layer(path) => {
                 let reader = io::Cursor::new(std::mem::take(&mut head)).chain(&mut entry);
-                let mut hashing = HashingReader::in_algorithm_of(reader, &hashing_digest(&path))
-                    .expect("hashing_digest names sha256 or sha512");
-                let summary = layers::scan(&mut hashing, &path, layers::Limits::from_env()?)?;
-                io::copy(&mut hashing, &mut io::sink())
-                    .map_err(io_err(format!("{name}: reading {path}")))?;
-                contents.digests.insert(path.clone(), hashing.finish());
+                let (summary, digest) = scan_hashed(reader, &path, name)?;
+                contents.digests.insert(path.clone(), digest);
                 contents.layers.insert(path, Arc::new(summary));
             }
             Outer::Read | Outer::Skip => {}
         }
     }
     Ok(contents)
+}
+
+/// Scans the layer blob at `path` of archive `name` and hashes every byte of it as it passes
+/// (in the algorithm its name claims, else SHA-256), in one read.
+fn scan_hashed(
+    reader: impl Read,
+    path: &str,
+    name: &str,
+) -> Result<(LayerSummary, String), ImageError> {
+    let mut hashing = HashingReader::in_algorithm_of(reader, &hashing_digest(path))
+        .expect("hashing_digest names sha256 or sha512");
+    let summary = layers::scan(&mut hashing, path, layers::Limits::from_env()?)?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(io_err(format!("{name}: reading {path}")))?;
+    Ok((summary, hashing.finish()))
 }
 
 /// What [`Contents::classify`] made of an entry of the outer tar.
