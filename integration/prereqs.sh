@@ -12,6 +12,7 @@ declare -A packages_for=(
   [docker]=docker.io
   [docker-registry]=docker-registry
   [skopeo]=skopeo
+  [debootstrap]=debootstrap
   [musl-gcc]=musl-tools
   [aarch64-linux-gnu-gcc]="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
   [arm-linux-gnueabihf-gcc]="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"

@@ -12,6 +12,7 @@ use goblin::elf::Elf;
 use crate::platform::{ElfClass, ElfIdentity, Endian, FloatAbi, EM_ARM, EM_X86_64};
 
 pub mod arm;
+pub mod dynamic;
 #[doc(hidden)]
 pub mod fixture;
 #[cfg(test)]
@@ -55,6 +56,9 @@ pub struct ElfInfo {
     /// The smallest `p_align` of its `PT_LOAD` segments: the largest page size a kernel can
     /// map the file with (`None` without load segments, or when the table was not read).
     pub load_align: Option<u64>,
+    /// What the dynamic loader reads (`DT_NEEDED`, search paths, symbol versions), where
+    /// the layer walker read the file that far ([`dynamic`]).
+    pub dynamic: Option<Box<dynamic::Dynamic>>,
 }
 
 /// `e_type`: what the file is for.
@@ -155,6 +159,7 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         x86_level_needed: None,
         arm: None,
         load_align: None,
+        dynamic: None,
     };
     if header.e_machine == EM_ARM && bytes.len() as u64 == file_size {
         info.arm = arm::read(bytes, bytes, 0);
@@ -348,7 +353,7 @@ fn float_abi(machine: u16, flags: u32) -> Option<FloatAbi> {
     }
 }
 
-/// Reads 16- and 32-bit words of the file's byte order at an offset, `None` past the end.
+/// Reads 16-, 32- and 64-bit words of the file's byte order at an offset, `None` past the end.
 #[derive(Clone, Copy)]
 struct Words {
     endian: Endian,
@@ -368,6 +373,14 @@ impl Words {
         Some(match self.endian {
             Endian::Little => u32::from_le_bytes(raw),
             Endian::Big => u32::from_be_bytes(raw),
+        })
+    }
+
+    fn u64(&self, b: &[u8], at: usize) -> Option<u64> {
+        let raw: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
+        Some(match self.endian {
+            Endian::Little => u64::from_le_bytes(raw),
+            Endian::Big => u64::from_be_bytes(raw),
         })
     }
 }

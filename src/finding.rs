@@ -19,6 +19,10 @@ pub enum FindingKind {
     BrokenReference,
     CpuLevelMismatch,
     PageSize,
+    /// A `DT_NEEDED` library the dynamic loader would not find in the image.
+    MissingLibrary,
+    /// A symbol version a program or library needs that the library picked does not define.
+    LibraryVersionMissing,
     /// A file that starts with the ELF magic but cannot be read as ELF (truncated, bad header).
     MalformedElf,
     /// A path named in `check.binaries` that is not in the image.
@@ -49,6 +53,8 @@ impl FindingKind {
             FindingKind::BrokenReference => "broken-reference",
             FindingKind::CpuLevelMismatch => "cpu-level-mismatch",
             FindingKind::PageSize => "page-size",
+            FindingKind::MissingLibrary => "missing-library",
+            FindingKind::LibraryVersionMissing => "library-version-missing",
             FindingKind::MalformedElf => "malformed-elf",
             FindingKind::MissingBinary => "missing-binary",
             FindingKind::UnsafeLayerEntry => "unsafe-layer-entry",

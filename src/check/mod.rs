@@ -18,6 +18,8 @@ use crate::store::{RawManifest, Store};
 
 pub mod cache;
 mod entrypoint;
+mod libraries;
+mod loader_paths;
 mod program;
 mod report;
 mod rules;

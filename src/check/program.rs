@@ -278,6 +278,7 @@ pub fn describe(node: &Node) -> String {
             Content::Elf(_) => "a malformed ELF file".into(),
             Content::Script(s) => format!("a script for {}", s.interpreter),
             Content::Other => "a regular file".into(),
+            Content::LoaderConfig(_) => "the loader's configuration".into(),
         },
         NodeKind::Dir { .. } => "a folder".into(),
         NodeKind::Symlink { target } => format!("a symlink to {target}"),

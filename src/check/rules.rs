@@ -2,6 +2,7 @@
 //! it is for, every finding. No I/O here; the sources in `check::source` feed it.
 
 use super::entrypoint;
+use super::libraries::Libraries;
 use super::program::{arch_finding, level_finding, page_finding, CheckOptions};
 use crate::elf::ElfReport;
 use crate::finding::{Finding, FindingKind};
@@ -46,6 +47,7 @@ pub fn run(
     }
     let chain = entrypoint::check(fs, config, platform, opts, &mut findings);
     if let Some(expected) = platform.elf_identity() {
+        let mut libraries = Libraries::new(fs, config, platform);
         for (path, node) in fs.iter() {
             let NodeKind::File(file) = &node.kind else {
                 continue;
@@ -71,10 +73,14 @@ pub fn run(
                 ),
                 ElfReport::Elf(info) => {
                     let wrong_level = || level_finding(path, info, platform);
-                    if let Some(f) =
-                        arch_finding(path, info, &expected, platform).or_else(wrong_level)
-                    {
+                    let arch = arch_finding(path, info, &expected, platform);
+                    let right_arch = arch.is_none();
+                    if let Some(f) = arch.or_else(wrong_level) {
                         findings.push(f.with_layer(&fs.layers[node.layer]));
+                    }
+                    if right_arch {
+                        let required = chain.contains(path);
+                        findings.extend(libraries.check(path, info, platform, required));
                     }
                     if let Some(f) = page_finding(path, info, platform, opts.page_size) {
                         findings.push(f.with_layer(&fs.layers[node.layer]));

@@ -74,7 +74,24 @@ pub struct FileInfo {
 pub enum Content {
     Elf(ElfReport),
     Script(Shebang),
+    /// A dynamic loader's configuration (`/etc/ld.so.conf` and its folder,
+    /// `/etc/ld-musl-ARCH.path`), kept whole up to [`LOADER_CONFIG_LEN`] bytes.
+    LoaderConfig(String),
     Other,
+}
+
+/// The most of a loader configuration file that is kept; real ones are a few lines.
+pub const LOADER_CONFIG_LEN: u64 = 64 * 1024;
+
+/// Whether the loaders read the file at `path` as their configuration: glibc's
+/// `/etc/ld.so.conf` with its customary `/etc/ld.so.conf.d/*.conf`, and musl's
+/// `/etc/ld-musl-ARCH.path`.
+pub fn is_loader_config(path: &str) -> bool {
+    path == "/etc/ld.so.conf"
+        || (path.starts_with("/etc/ld.so.conf.d/") && path.ends_with(".conf"))
+        || (path.starts_with("/etc/ld-musl-")
+            && path.ends_with(".path")
+            && !path[5..].contains('/'))
 }
 
 /// A `#!` line as the kernel reads it: the interpreter and at most one argument string.

@@ -17,7 +17,7 @@ use tar::EntryType;
 use super::bounds::{Hit, Meter, Metered};
 use super::{
     normalize, parse_shebang, Content, Entry, EntryKind, FileInfo, LayerSummary, Limits,
-    UnsafeEntry, MAX_HEADER_BYTES,
+    UnsafeEntry, LOADER_CONFIG_LEN, MAX_HEADER_BYTES,
 };
 use crate::elf;
 use crate::platform::EM_ARM;
@@ -27,6 +27,9 @@ pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
 
 /// Linux reads at most this much of a `#!` line (`BINPRM_BUF_SIZE`).
 const SHEBANG_LEN: u64 = 256;
+/// How much of an ELF file's head is kept for its dynamic section's tables: they end within
+/// the first 12 MB even in the largest Debian programs (dockerd, node, libLLVM).
+const DYNAMIC_HEAD_LEN: u64 = 16 << 20;
 
 /// How a layer blob is compressed, as its first bytes say (the media type is not trusted).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -292,8 +295,12 @@ fn summarise_entry<R: Read>(
                     .header()
                     .mode()
                     .map_err(|e| WalkError::Io(e, last.clone()))?;
-                let content =
-                    sniff(entry, size, buf).map_err(|e| WalkError::Io(e, last.clone()))?;
+                let content = if super::is_loader_config(&path) {
+                    loader_config(entry, size, buf)
+                } else {
+                    sniff(entry, size, buf)
+                }
+                .map_err(|e| WalkError::Io(e, last.clone()))?;
                 EntryKind::File(FileInfo {
                     size,
                     mode,
@@ -367,14 +374,21 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> String {
 /// Reads as much of a regular file as the ELF reader or the `#!` parser needs.
 fn sniff(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Content> {
     buf.clear();
+    if buf.capacity() > 4 * elf::PREFIX_LEN {
+        buf.shrink_to(elf::PREFIX_LEN);
+    }
     entry.take(4.min(size)).read_to_end(buf)?;
     if elf::is_elf(buf) {
         let want = (elf::PREFIX_LEN as u64).min(size) - buf.len() as u64;
         entry.take(want).read_to_end(buf)?;
         let mut report = elf::inspect_prefix(buf, size);
         if let elf::ElfReport::Elf(info) = &mut report {
+            let mut pos = buf.len() as u64;
+            if info.kind.is_loadable() {
+                (info.dynamic, pos) = dynamic(entry, size, buf)?;
+            }
             if info.identity.machine == EM_ARM && info.arm.is_none() {
-                info.arm = arm_tail(entry, size, buf)?;
+                info.arm = arm_tail(entry, size, buf, pos)?;
             }
         }
         return Ok(Content::Elf(report));
@@ -387,25 +401,74 @@ fn sniff(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Cont
     Ok(Content::Other)
 }
 
-/// Reads the last [`elf::arm::TAIL_LEN`] bytes of a 32-bit ARM file (whose first `prefix`
-/// bytes were read) for its build attributes.
+/// A loader configuration file's text.
+fn loader_config(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Content> {
+    buf.clear();
+    entry.take(size.min(LOADER_CONFIG_LEN)).read_to_end(buf)?;
+    Ok(Content::LoaderConfig(
+        String::from_utf8_lossy(buf).into_owned(),
+    ))
+}
+
+/// Reads an ELF file (whose first `buf` bytes were read) as far as its dynamic section, for
+/// [`elf::dynamic`]: the string and version tables lie before the dynamic segment in every
+/// linker's output, so the head of the file is kept up to [`DYNAMIC_HEAD_LEN`] and the
+/// segment itself wherever it lies. Returns what was read and the position reached.
+fn dynamic(
+    entry: &mut impl Read,
+    size: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<(Option<Box<elf::dynamic::Dynamic>>, u64)> {
+    let read = buf.len() as u64;
+    let Some(layout) = elf::dynamic::locate(buf, size) else {
+        return Ok((None, read));
+    };
+    let head_end = layout.end().min(DYNAMIC_HEAD_LEN).max(read);
+    entry.take(head_end - read).read_to_end(buf)?;
+    let mut chunk = Vec::new();
+    let chunk_at = layout.offset.max(head_end);
+    if layout.end() > head_end {
+        io::copy(&mut entry.take(chunk_at - head_end), &mut io::sink())?;
+        entry
+            .take(layout.end() - chunk_at)
+            .read_to_end(&mut chunk)?;
+    }
+    let pos = if chunk.is_empty() {
+        buf.len() as u64
+    } else {
+        chunk_at + chunk.len() as u64
+    };
+    let known = elf::dynamic::Known {
+        head: buf,
+        chunk_at,
+        chunk: &chunk,
+    };
+    Ok((elf::dynamic::read(&layout, known).map(Box::new), pos))
+}
+
+/// Reads the last [`elf::arm::TAIL_LEN`] bytes of a 32-bit ARM file for its build
+/// attributes; `head` holds the file's first bytes and `pos` bytes were read so far.
 fn arm_tail(
     entry: &mut impl Read,
     size: u64,
-    prefix: &[u8],
+    head: &[u8],
+    pos: u64,
 ) -> io::Result<Option<elf::arm::ArmAttributes>> {
-    let read = prefix.len() as u64;
-    let tail_start = size.saturating_sub(elf::arm::TAIL_LEN).max(read);
-    io::copy(&mut entry.take(tail_start - read), &mut io::sink())?;
-    if tail_start == read {
-        // The whole file fits in the prefix and one tail: read it as one.
-        let mut whole = prefix.to_vec();
-        entry.take(size - read).read_to_end(&mut whole)?;
+    let contiguous = pos == head.len() as u64;
+    let tail_start = size.saturating_sub(elf::arm::TAIL_LEN);
+    if !contiguous && tail_start < pos {
+        return Ok(None); // part of the tail went by in a chunk: not known
+    }
+    if contiguous && tail_start <= pos {
+        // The whole file fits in what was read and one tail: read it as one.
+        let mut whole = head.to_vec();
+        entry.take(size - pos).read_to_end(&mut whole)?;
         return Ok(elf::arm::read(&whole, &whole, 0));
     }
+    io::copy(&mut entry.take(tail_start - pos), &mut io::sink())?;
     let mut tail = Vec::with_capacity((size - tail_start) as usize);
     entry.take(size - tail_start).read_to_end(&mut tail)?;
-    Ok(elf::arm::read(prefix, &tail, tail_start))
+    Ok(elf::arm::read(head, &tail, tail_start))
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -1,0 +1,300 @@
+//! Shared libraries as the dynamic loader finds them inside the image: every `DT_NEEDED` of
+//! a dynamically linked program, and of the libraries it loads, searched the way glibc's
+//! `ld.so` (ld.so(8), `elf/dl-load.c`) or musl's loader (`ldso/dynlink.c`) searches, and the
+//! GNU symbol versions each object needs checked against the library the loader would pick
+//! (`elf/dl-version.c`). Pure: the image's filesystem and config in, findings out.
+//!
+//! glibc's order: an object's `DT_RPATH` (when it has no `DT_RUNPATH`) and the program's,
+//! `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache (`ldconfig` builds it from
+//! `/etc/ld.so.conf` and its includes), then the default folders. musl's: `LD_LIBRARY_PATH`,
+//! the object's run path, then `/etc/ld-musl-ARCH.path` or its default. In every folder a
+//! file of another class or machine is skipped, as the loaders do. Anything not known (a
+//! `$LIB` token, a table the walker did not read) makes the result unknown, never a finding.
+
+use std::collections::{HashMap, HashSet};
+
+use super::loader_paths::{self, SearchPaths};
+use crate::elf::dynamic::Dynamic;
+use crate::elf::{ElfInfo, ElfReport};
+use crate::finding::{Finding, FindingKind};
+use crate::layers::{file_name, parent, Content, Filesystem, NodeKind};
+use crate::oci::ImageConfig;
+use crate::platform::{ElfIdentity, Platform};
+
+/// The most objects one program loads that are followed (real programs load tens).
+const MAX_OBJECTS: usize = 1024;
+
+/// One loaded object: where it is, the names it answers to, what it needs.
+struct Loaded<'a> {
+    path: String,
+    names: Vec<String>,
+    dynamic: Option<&'a Dynamic>,
+}
+
+/// What one `DT_NEEDED` name resolves to from one object.
+#[derive(Clone)]
+enum Found {
+    At(String),
+    Missing(Vec<String>),
+    Unknown,
+}
+
+/// The loader's view of one image: its search paths and the lookups made so far.
+pub struct Libraries<'a> {
+    fs: &'a Filesystem,
+    paths: SearchPaths,
+    /// (requesting object, name, the program's `DT_RPATH`) → what the search found.
+    lookups: HashMap<(String, String, Option<String>), Found>,
+}
+
+impl<'a> Libraries<'a> {
+    pub fn new(fs: &'a Filesystem, config: &ImageConfig, platform: &Platform) -> Self {
+        Libraries {
+            fs,
+            paths: loader_paths::search_paths(fs, config, platform),
+            lookups: HashMap::new(),
+        }
+    }
+
+    /// `missing-library` and `library-version-missing` for the program at `path`; errors
+    /// when `required` (the entrypoint chain, `check.binaries`), warnings otherwise.
+    pub fn check(
+        &mut self,
+        path: &str,
+        info: &'a ElfInfo,
+        platform: &Platform,
+        required: bool,
+    ) -> Vec<Finding> {
+        let (Some(interp), Some(dynamic)) = (&info.interp, &info.dynamic) else {
+            return Vec::new();
+        };
+        let musl = interp.contains("ld-musl");
+        let Some(loader) = self.object(interp, &info.identity) else {
+            return Vec::new(); // the missing or wrong loader is `missing-loader`'s finding
+        };
+        let mut loaded = vec![
+            Loaded {
+                path: path.to_string(),
+                names: Vec::new(),
+                dynamic: Some(dynamic),
+            },
+            Loaded {
+                names: vec![file_name(interp).to_string()],
+                ..loader
+            },
+        ];
+        if let Some(soname) = loaded[1].dynamic.and_then(|d| d.soname.clone()) {
+            loaded[1].names.push(soname);
+        }
+        let mut findings = Vec::new();
+        let mut next = 0;
+        while next < loaded.len() && loaded.len() < MAX_OBJECTS {
+            let Some(object) = loaded[next].dynamic else {
+                next += 1;
+                continue;
+            };
+            let from = loaded[next].path.clone();
+            for name in &object.needed {
+                if loaded.iter().any(|l| l.names.contains(name)) {
+                    continue;
+                }
+                match self.find(name, &from, object, dynamic, musl, &info.identity) {
+                    Found::At(lib) => {
+                        if let Some(l) = loaded.iter_mut().find(|l| l.path == lib) {
+                            l.names.push(name.clone());
+                            continue;
+                        }
+                        let mut object = self.object(&lib, &info.identity).unwrap_or(Loaded {
+                            path: lib,
+                            names: Vec::new(),
+                            dynamic: None,
+                        });
+                        object.names.push(name.clone());
+                        object
+                            .names
+                            .extend(object.dynamic.and_then(|d| d.soname.clone()));
+                        loaded.push(object);
+                    }
+                    Found::Missing(searched) => findings.push(missing(
+                        path, name, &from, &searched, musl, platform, required,
+                    )),
+                    Found::Unknown => {}
+                }
+            }
+            next += 1;
+        }
+        if !musl {
+            findings.extend(versions(path, &loaded, platform, required));
+        }
+        findings
+    }
+
+    /// The loadable ELF object at `path` (symlinks followed), if it is one of `identity`.
+    fn object(&self, path: &str, identity: &ElfIdentity) -> Option<Loaded<'a>> {
+        let r = self.fs.resolve(path, true).ok()?;
+        let NodeKind::File(file) = &r.node.kind else {
+            return None;
+        };
+        let Content::Elf(ElfReport::Elf(info)) = &file.content else {
+            return None;
+        };
+        compatible(&info.identity, identity).then(|| Loaded {
+            path: r.path.clone(),
+            names: Vec::new(),
+            dynamic: info.dynamic.as_deref(),
+        })
+    }
+
+    /// Searches `name`, needed by the object at `from`, in the loader's order.
+    fn find(
+        &mut self,
+        name: &str,
+        from: &str,
+        object: &Dynamic,
+        program: &Dynamic,
+        musl: bool,
+        identity: &ElfIdentity,
+    ) -> Found {
+        let key = (from.to_string(), name.to_string(), program.rpath.clone());
+        if let Some(found) = self.lookups.get(&key) {
+            return found.clone();
+        }
+        let origin = parent(from);
+        let (dirs, complete) = self.paths.order(object, program, origin, musl);
+        let found = if name.contains('/') {
+            let path = if name.starts_with('/') {
+                name.to_string()
+            } else {
+                format!("/{name}") // relative to the working folder; `/` when unset
+            };
+            self.candidate(&path, identity)
+                .unwrap_or(Found::Missing(vec![path]))
+        } else {
+            dirs.iter()
+                .find_map(|dir| self.candidate(&format!("{dir}/{name}"), identity))
+                .unwrap_or_else(|| {
+                    if complete {
+                        Found::Missing(dirs.clone())
+                    } else {
+                        Found::Unknown
+                    }
+                })
+        };
+        self.lookups.insert(key, found.clone());
+        found
+    }
+
+    /// What the loader makes of the file at `path`: a library of the right class and
+    /// machine; `None` (search on) when it is absent or of another class or machine. Any
+    /// other file there stops the search with no finding (the loader's error is its own).
+    fn candidate(&self, path: &str, identity: &ElfIdentity) -> Option<Found> {
+        let r = self.fs.resolve(path, true).ok()?;
+        match &r.node.kind {
+            NodeKind::File(file) => match &file.content {
+                Content::Elf(ElfReport::Elf(info)) if !compatible(&info.identity, identity) => None,
+                Content::Elf(ElfReport::Elf(_)) => Some(Found::At(r.path.clone())),
+                _ => Some(Found::Unknown),
+            },
+            _ => None,
+        }
+    }
+}
+
+/// glibc's `elf_machine_matches_host` and class check: same machine, class and byte order.
+fn compatible(a: &ElfIdentity, b: &ElfIdentity) -> bool {
+    a.machine == b.machine && a.class == b.class && a.endian == b.endian
+}
+
+fn missing(
+    program: &str,
+    name: &str,
+    from: &str,
+    searched: &[String],
+    musl: bool,
+    platform: &Platform,
+    required: bool,
+) -> Finding {
+    let via = if from == program {
+        String::new()
+    } else {
+        format!(" (needed by {from})")
+    };
+    let loader_says = if musl {
+        format!("Error loading shared library {name}: No such file or directory (needed by {from})")
+    } else {
+        format!("{program}: error while loading shared libraries: {name}: cannot open shared object file: No such file or directory")
+    };
+    let message = format!(
+        "{program} needs the shared library {name}{via}, which is not in the image where the loader looks ({}): running it fails with '{loader_says}'",
+        searched.join(", ")
+    );
+    severity(FindingKind::MissingLibrary, message, required)
+        .with_platform(platform)
+        .with_path(program)
+}
+
+/// `library-version-missing`: each version an object needs (`.gnu.version_r`) that the
+/// library the loader picked for that file does not define (`.gnu.version_d`).
+fn versions(
+    program: &str,
+    loaded: &[Loaded<'_>],
+    platform: &Platform,
+    required: bool,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut seen = HashSet::new();
+    for object in loaded {
+        let Some(needs) = object.dynamic.and_then(|d| d.version_needs.as_ref()) else {
+            continue;
+        };
+        for need in needs {
+            let Some(lib) = loaded.iter().find(|l| l.names.contains(&need.file)) else {
+                continue;
+            };
+            let Some(defs) = lib.dynamic.and_then(|d| d.version_defs.as_ref()) else {
+                continue; // no definitions: the loader checks nothing against it
+            };
+            for v in need.versions.iter().filter(|v| !defs.contains(v)) {
+                if !seen.insert((object.path.clone(), lib.path.clone(), v.clone())) {
+                    continue;
+                }
+                let message = format!(
+                    "{} needs version {v} of {} ({}), which defines {}: running {program} fails with '{program}: {}: version `{v}' not found (required by {})'",
+                    object.path,
+                    need.file,
+                    lib.path,
+                    newest(defs),
+                    lib.path,
+                    object.path
+                );
+                findings.push(
+                    severity(FindingKind::LibraryVersionMissing, message, required)
+                        .with_platform(platform)
+                        .with_path(program),
+                );
+            }
+        }
+    }
+    findings
+}
+
+/// "versions up to GLIBC_2.36" for the definitions of a versioned library, by the last one
+/// defined (linkers write them in order).
+fn newest(defs: &[String]) -> String {
+    match defs.last() {
+        Some(last) => format!("versions up to {last}"),
+        None => "no versions".into(),
+    }
+}
+
+fn severity(kind: FindingKind, message: String, required: bool) -> Finding {
+    if required {
+        Finding::error(kind, message)
+    } else {
+        Finding::warning(kind, message)
+    }
+}
+
+#[cfg(test)]
+#[path = "libraries_tests.rs"]
+mod tests;

@@ -1,0 +1,227 @@
+//! Where the dynamic loaders look for libraries in one image: `LD_LIBRARY_PATH` from the
+//! config's `Env`, glibc's `/etc/ld.so.conf` with its `include` globs (what `ldconfig` puts
+//! in the cache, ldconfig(8)), the loaders' default folders (glibc's system search path,
+//! multiarch folders included, as `ld.so --help` lists them; musl's
+//! `/etc/ld-musl-ARCH.path` or `/lib:/usr/local/lib:/usr/lib`), and the order in which one
+//! object's `DT_RPATH`/`DT_RUNPATH` (with `$ORIGIN`) come among them. Pure.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::elf::dynamic::Dynamic;
+use crate::layers::{parent, Content, Filesystem, NodeKind};
+use crate::oci::ImageConfig;
+use crate::platform::{ElfClass, Endian, Platform};
+
+/// `include` nesting followed in `ld.so.conf` (ldconfig has no limit; real files nest once).
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// The image-wide parts of the search.
+#[derive(Clone, Debug, Default)]
+pub struct SearchPaths {
+    /// `LD_LIBRARY_PATH`; `None` element: one the loader would take relative to a working
+    /// folder, which makes a search that fails unknown.
+    pub env: Vec<Option<String>>,
+    /// Folders of `/etc/ld.so.conf` and its includes, in order.
+    pub conf: Vec<String>,
+    /// glibc's default folders for the platform.
+    pub glibc_defaults: Vec<String>,
+    /// musl's folders (its path file, or its default).
+    pub musl: Vec<String>,
+}
+
+/// The search paths of the image for programs of `platform`.
+pub fn search_paths(fs: &Filesystem, config: &ImageConfig, platform: &Platform) -> SearchPaths {
+    let configs: BTreeMap<&str, &str> = fs
+        .iter()
+        .filter_map(|(path, node)| match &node.kind {
+            NodeKind::File(f) => match &f.content {
+                Content::LoaderConfig(text) => Some((path, text.as_str())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let env = config
+        .env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("LD_LIBRARY_PATH="))
+        .map(|v| v.split([':', ';']).map(absolute).collect())
+        .unwrap_or_default();
+    let mut conf = Vec::new();
+    let mut seen = HashSet::new();
+    read_conf(&configs, "/etc/ld.so.conf", 0, &mut seen, &mut conf);
+    let musl = configs
+        .iter()
+        .find(|(path, _)| path.starts_with("/etc/ld-musl-"))
+        .map(|(_, text)| {
+            text.split(['\n', ':'])
+                .map(str::trim)
+                .filter(|d| d.starts_with('/'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            ["/lib", "/usr/local/lib", "/usr/lib"]
+                .map(String::from)
+                .to_vec()
+        });
+    SearchPaths {
+        env,
+        conf,
+        glibc_defaults: glibc_defaults(platform),
+        musl,
+    }
+}
+
+impl SearchPaths {
+    /// The folders searched, in order, for a library `object` needs (`program` is the
+    /// program that loads it, `origin` the object's folder for `$ORIGIN`), and whether the
+    /// list is complete (no element the loader would expand in a way not known here).
+    pub fn order(
+        &self,
+        object: &Dynamic,
+        program: &Dynamic,
+        origin: &str,
+        musl: bool,
+    ) -> (Vec<String>, bool) {
+        let mut dirs: Vec<Option<String>> = Vec::new();
+        let expand = |path: Option<&String>, dirs: &mut Vec<Option<String>>| {
+            if let Some(p) = path {
+                dirs.extend(p.split(':').map(|d| expand_origin(d, origin)));
+            }
+        };
+        if musl {
+            dirs.extend(self.env.iter().cloned());
+            expand(object.runpath.as_ref().or(object.rpath.as_ref()), &mut dirs);
+            dirs.extend(self.musl.iter().cloned().map(Some));
+        } else {
+            if object.runpath.is_none() {
+                expand(object.rpath.as_ref(), &mut dirs);
+                if program.runpath.is_none() && !std::ptr::eq(object, program) {
+                    expand(program.rpath.as_ref(), &mut dirs);
+                }
+            }
+            dirs.extend(self.env.iter().cloned());
+            expand(object.runpath.as_ref(), &mut dirs);
+            dirs.extend(self.conf.iter().cloned().map(Some));
+            dirs.extend(self.glibc_defaults.iter().cloned().map(Some));
+        }
+        let complete = dirs.iter().all(Option::is_some);
+        let mut unique = Vec::new();
+        for d in dirs.into_iter().flatten() {
+            if !unique.contains(&d) {
+                unique.push(d);
+            }
+        }
+        (unique, complete)
+    }
+}
+
+/// A search path element with `$ORIGIN` replaced; `None` for one that is relative or holds
+/// another token (`$LIB`, `$PLATFORM`), whose expansion depends on the host.
+fn expand_origin(dir: &str, origin: &str) -> Option<String> {
+    let dir = dir.replace("${ORIGIN}", origin).replace("$ORIGIN", origin);
+    absolute(&dir).filter(|d| !d.contains('$'))
+}
+
+fn absolute(dir: &str) -> Option<String> {
+    let dir = dir.trim();
+    dir.starts_with('/')
+        .then(|| dir.trim_end_matches('/').to_string())
+        .map(|d| if d.is_empty() { "/".to_string() } else { d })
+}
+
+/// One `ld.so.conf` file: folder lines and `include` globs (relative ones from the file's
+/// folder), in order; `hwcap` lines and comments ignored, as ldconfig does.
+fn read_conf(
+    configs: &BTreeMap<&str, &str>,
+    path: &str,
+    depth: usize,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<String>,
+) {
+    if depth > MAX_INCLUDE_DEPTH || !seen.insert(path.to_string()) {
+        return;
+    }
+    let Some(text) = configs.get(path) else {
+        return;
+    };
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if let Some(pattern) = line
+            .strip_prefix("include")
+            .filter(|r| r.starts_with([' ', '\t']))
+        {
+            for pattern in pattern.split_whitespace() {
+                let pattern = if pattern.starts_with('/') {
+                    pattern.to_string()
+                } else {
+                    format!("{}/{pattern}", parent(path))
+                };
+                let Ok(glob) = globset::Glob::new(&pattern) else {
+                    continue;
+                };
+                let matcher = glob.compile_matcher();
+                let matched: Vec<&str> = configs
+                    .keys()
+                    .copied()
+                    .filter(|p| matcher.is_match(p))
+                    .collect();
+                for included in matched {
+                    read_conf(configs, included, depth + 1, seen, out);
+                }
+            }
+        } else if line.starts_with("hwcap") {
+            continue;
+        } else {
+            for dir in line.split([' ', '\t', ',', ':']) {
+                // `DIR=TYPE` is an old library type marker.
+                if let Some(d) = absolute(dir.split('=').next().unwrap_or("")) {
+                    if !out.contains(&d) {
+                        out.push(d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// glibc's system search path: the multiarch folders of the platform's triplets (Debian,
+/// Ubuntu), then `/lib` and `/usr/lib`, and `/lib64`, `/usr/lib64` for 64-bit programs
+/// (Fedora, RHEL, SUSE): a folder one distribution's loader skips is searched here too, so
+/// a library is never reported missing that some loader would find there.
+fn glibc_defaults(platform: &Platform) -> Vec<String> {
+    let Some(identity) = platform.elf_identity() else {
+        return Vec::new();
+    };
+    let triplets: &[&str] = match (identity.machine, identity.class, identity.endian) {
+        (62, ElfClass::Elf64, _) => &["x86_64-linux-gnu"],
+        (62, ElfClass::Elf32, _) => &["x86_64-linux-gnux32"],
+        (3, ..) => &["i386-linux-gnu", "i686-linux-gnu"],
+        (183, _, Endian::Little) => &["aarch64-linux-gnu"],
+        (183, _, Endian::Big) => &["aarch64_be-linux-gnu"],
+        (40, ..) => &["arm-linux-gnueabihf", "arm-linux-gnueabi"],
+        (21, _, Endian::Little) => &["powerpc64le-linux-gnu"],
+        (21, _, Endian::Big) => &["powerpc64-linux-gnu"],
+        (20, ..) => &["powerpc-linux-gnu"],
+        (22, ..) => &["s390x-linux-gnu"],
+        (243, ..) => &["riscv64-linux-gnu"],
+        (258, ..) => &["loongarch64-linux-gnu"],
+        (8, ElfClass::Elf64, Endian::Little) => &["mips64el-linux-gnuabi64"],
+        (8, ElfClass::Elf64, Endian::Big) => &["mips64-linux-gnuabi64"],
+        (8, ElfClass::Elf32, Endian::Little) => &["mipsel-linux-gnu"],
+        (8, ElfClass::Elf32, Endian::Big) => &["mips-linux-gnu"],
+        _ => &[],
+    };
+    let mut dirs: Vec<String> = Vec::new();
+    for t in triplets {
+        dirs.push(format!("/lib/{t}"));
+        dirs.push(format!("/usr/lib/{t}"));
+    }
+    dirs.extend(["/lib", "/usr/lib"].map(String::from));
+    if identity.class == ElfClass::Elf64 {
+        dirs.extend(["/lib64", "/usr/lib64"].map(String::from));
+    }
+    dirs
+}
