@@ -159,10 +159,16 @@ pub fn level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
     )
 }
 
-/// `cpu-level-mismatch` for a 32-bit ARM file whose build attributes need a newer
+/// `cpu-level-mismatch` for a 32-bit ARM program whose build attributes need a newer
 /// architecture (`Tag_CPU_arch`) than the platform's variant guarantees.
+///
+/// Programs only: a shared library's file attributes are the highest of its objects', and
+/// libraries such as libgcrypt and nettle carry code for newer CPUs that they pick at run
+/// time by `HWCAP` (Debian's armhf libgcrypt says ARMv8, armel's nettle ARMv6, and both run
+/// on the boards they are built for). The programs of a mislabelled userland all say it.
 fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<Finding> {
-    let attrs = info.arm?;
+    let program = info.kind == ElfKind::Executable || info.interp.is_some();
+    let attrs = info.arm.filter(|_| program)?;
     let level = arm_level(platform);
     let boards = match level {
         0..=5 => "ARMv5 boards (Marvell Kirkwood and other armel devices)",

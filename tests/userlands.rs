@@ -1,0 +1,348 @@
+//! Real Debian userlands: `debootstrap --foreign --variant=minbase` root filesystems of six
+//! architectures (real programs, libraries, loaders and `#!` scripts) must check perfectly
+//! clean, and the failures users meet are made from the same real files: an armhf userland
+//! labelled `arm/v6`, a program whose library a later layer removed, and trixie's bash
+//! (which needs `GLIBC_2.38`) copied onto bookworm (whose glibc defines up to 2.36). Checked
+//! in an OCI layout, in the Docker daemon and in a registry copy.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use support::*;
+
+const MIRROR: &str = "http://deb.debian.org/debian";
+
+/// A minbase root filesystem, made once and kept under the cargo target folder.
+fn rootfs(suite: &str, arch: &str) -> Option<PathBuf> {
+    require("debootstrap", which("debootstrap"))?;
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian");
+    let dir = base.join(format!("{suite}-{arch}"));
+    if dir.join("usr/bin").is_dir() {
+        return Some(dir);
+    }
+    std::fs::create_dir_all(&base).unwrap();
+    let tmp = base.join(unique(&format!("{suite}-{arch}")));
+    run_ok(
+        Command::new("debootstrap")
+            .args([
+                "--foreign",
+                "--variant=minbase",
+                &format!("--arch={arch}"),
+                suite,
+            ])
+            .arg(&tmp)
+            .arg(MIRROR),
+    );
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp); // another test made it meanwhile
+    }
+    Some(dir)
+}
+
+/// The root filesystem as one uncompressed layer tar (cached), leaving out debootstrap's
+/// own folder and its downloaded packages.
+fn rootfs_layer(suite: &str, arch: &str) -> Option<PathBuf> {
+    let dir = rootfs(suite, arch)?;
+    let out = dir.with_extension("tar");
+    if !out.exists() {
+        let tmp = dir.with_extension(unique("tar"));
+        run_ok(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&dir)
+                .args([
+                    "--exclude=./debootstrap",
+                    "--exclude=./var/cache/apt/archives",
+                    "--exclude=./proc",
+                    "-cf",
+                ])
+                .arg(&tmp)
+                .arg("."),
+        );
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    Some(out)
+}
+
+/// A small layer tar of (path, contents or `None` for a whiteout) pairs.
+fn small_layer(dir: &Path, name: &str, files: &[(&str, Option<&[u8]>)]) -> PathBuf {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_mtime(0);
+        let data = bytes.unwrap_or_default();
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    let out = dir.join(name);
+    std::fs::write(&out, b.into_inner().unwrap()).unwrap();
+    out
+}
+
+fn file_digest(path: &Path) -> (String, u64) {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path).unwrap();
+    let size = std::io::copy(&mut f, &mut h).unwrap();
+    (format!("sha256:{}", hex::encode(h.finalize())), size)
+}
+
+/// An OCI layout at `dir` whose `ref_name` is an index of `images`: (platform, entrypoint,
+/// layer tars bottom first). Layer blobs are hard links to the tars.
+fn layout(dir: &Path, ref_name: &str, images: &[(&str, &str, Vec<PathBuf>)]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> Value {
+        let d = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        json!({"digest": d, "size": bytes.len()})
+    };
+    let mut manifests = Vec::new();
+    for (platform, entrypoint, layers) in images {
+        let mut descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        for l in layers {
+            let (d, size) = file_digest(l);
+            let blob = blobs.join(&d[7..]);
+            if !blob.exists() {
+                std::fs::hard_link(l, &blob).unwrap();
+            }
+            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size}));
+            diff_ids.push(d);
+        }
+        let p: Vec<&str> = platform.split('/').collect();
+        let mut plat = json!({"os": p[0], "architecture": p[1]});
+        if let Some(v) = p.get(2) {
+            plat["variant"] = json!(v);
+        }
+        let mut config = json!({"config": {"Entrypoint": [entrypoint],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        for (k, v) in plat.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        let mut c = put(&serde_json::to_vec(&config).unwrap());
+        c["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
+        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": c, "layers": descs});
+        let mut m = put(&serde_json::to_vec(&manifest).unwrap());
+        m["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
+        m["platform"] = plat;
+        manifests.push(m);
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+    let mut i = put(&serde_json::to_vec(&index).unwrap());
+    i["mediaType"] = json!("application/vnd.oci.image.index.v1+json");
+    i["annotations"] = json!({"org.opencontainers.image.ref.name": ref_name});
+    let top = json!({"schemaVersion": 2, "manifests": [i]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", describe(out)))
+}
+
+fn findings(out: &Output) -> Vec<Value> {
+    json_of(out)["findings"].as_array().unwrap().clone()
+}
+
+/// The six architectures, made side by side (debootstrap waits on the network).
+fn bookworm_layers() -> Option<Vec<(&'static str, PathBuf)>> {
+    let archs = [
+        ("amd64", "linux/amd64"),
+        ("arm64", "linux/arm64"),
+        ("armhf", "linux/arm/v7"),
+        ("i386", "linux/386"),
+        ("ppc64el", "linux/ppc64le"),
+        ("s390x", "linux/s390x"),
+    ];
+    let made: Vec<Option<PathBuf>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = archs
+            .iter()
+            .map(|(arch, _)| s.spawn(move || rootfs_layer("bookworm", arch)))
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    archs
+        .iter()
+        .zip(made)
+        .map(|((_, platform), layer)| Some((*platform, layer?)))
+        .collect()
+}
+
+#[test]
+fn debian_bookworm_userlands_of_six_architectures_check_perfectly_clean() {
+    let Some(layers) = bookworm_layers() else {
+        return;
+    };
+    let project = Project::new();
+    let dir = project.path().join("debian");
+    let images: Vec<(&str, &str, Vec<PathBuf>)> = layers
+        .iter()
+        .map(|(p, l)| (*p, "/bin/bash", vec![l.clone()]))
+        .collect();
+    layout(&dir, "bookworm", &images);
+    let out = project.archbuild(&[
+        "check",
+        &format!("oci:{}:bookworm", dir.display()),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(findings(&out), Vec::<Value>::new());
+    let doc = json_of(&out);
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(images.len(), 6);
+    for image in images {
+        // Hundreds of programs and libraries each, every one of them resolved.
+        assert!(image["elf_files"].as_u64().unwrap() > 500, "{image}");
+    }
+}
+
+#[test]
+fn an_armhf_userland_labelled_arm_v6_is_refused_program_by_program() {
+    let Some(armhf) = rootfs_layer("bookworm", "armhf") else {
+        return;
+    };
+    let project = Project::new();
+    let dir = project.path().join("v6");
+    layout(&dir, "v6", &[("linux/arm/v6", "/bin/bash", vec![armhf])]);
+    let out = project.archbuild(&["check", &format!("oci:{}:v6", dir.display()), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let f = findings(&out);
+    let bash = f
+        .iter()
+        .find(|f| f["path"] == "/usr/bin/bash")
+        .unwrap_or_else(|| panic!("no finding for bash: {f:#?}"));
+    assert_eq!(bash["kind"], "cpu-level-mismatch");
+    assert_eq!(bash["severity"], "error");
+    assert_eq!(bash["platform"], "linux/arm/v6");
+    assert!(bash["message"]
+        .as_str()
+        .unwrap()
+        .contains("Illegal instruction"));
+    assert!(
+        f.iter().all(|f| f["kind"] == "cpu-level-mismatch"),
+        "{f:#?}"
+    );
+    assert!(f.len() > 100, "every program of the userland: {}", f.len());
+}
+
+/// bookworm amd64 with a second layer that removes libtinfo (bash needs it).
+#[test]
+fn a_program_whose_library_a_later_layer_removed_cannot_start() {
+    let Some(base) = rootfs_layer("bookworm", "amd64") else {
+        return;
+    };
+    let project = Project::new();
+    let removed = small_layer(
+        project.path(),
+        "removed.tar",
+        &[
+            ("usr/lib/x86_64-linux-gnu/.wh.libtinfo.so.6", None),
+            ("usr/lib/x86_64-linux-gnu/.wh.libtinfo.so.6.4", None),
+        ],
+    );
+    let dir = project.path().join("removed");
+    layout(
+        &dir,
+        "r",
+        &[("linux/amd64", "/bin/bash", vec![base, removed])],
+    );
+    let out = project.archbuild(&["check", &format!("oci:{}:r", dir.display()), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let f = findings(&out);
+    assert!(f.iter().all(|f| f["kind"] == "missing-library"), "{f:#?}");
+    let errors: Vec<&Value> = f.iter().filter(|f| f["severity"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["path"], "/usr/bin/bash");
+    assert_eq!(errors[0]["platform"], "linux/amd64");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("/usr/bin/bash: error while loading shared libraries: libtinfo.so.6: cannot open shared object file: No such file or directory"),
+        "{message}"
+    );
+    // The other programs linked against it are warnings naming the same library.
+    assert!(f.len() > 1, "{f:#?}");
+    for w in &f[..] {
+        assert!(
+            w["message"].as_str().unwrap().contains("libtinfo.so.6"),
+            "{w}"
+        );
+    }
+}
+
+/// trixie's bash copied onto bookworm: in the layout, in the daemon and in a registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn trixie_bash_on_bookworm_needs_a_newer_glibc_in_every_source() {
+    let (Some(base), Some(trixie)) = (rootfs_layer("bookworm", "amd64"), rootfs("trixie", "amd64"))
+    else {
+        return;
+    };
+    let project = Project::new();
+    let bash = std::fs::read(trixie.join("usr/bin/bash")).unwrap();
+    let copied = small_layer(project.path(), "bash.tar", &[("usr/bin/bash", Some(&bash))]);
+    let dir = project.path().join("mixed");
+    layout(
+        &dir,
+        "mixed",
+        &[("linux/amd64", "/bin/bash", vec![base, copied])],
+    );
+    let assert_version = |out: &Output, source: &str| {
+        assert_eq!(out.status.code(), Some(1), "{source}: {}", describe(out));
+        let f = findings(out);
+        let versions: Vec<&Value> = f
+            .iter()
+            .filter(|f| f["kind"] == "library-version-missing")
+            .collect();
+        assert!(!versions.is_empty(), "{source}: {f:#?}");
+        let v = versions[0];
+        assert_eq!(v["path"], "/usr/bin/bash", "{source}");
+        assert_eq!(v["severity"], "error", "{source}");
+        assert_eq!(v["platform"], "linux/amd64", "{source}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains("/usr/lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' not found (required by /usr/bin/bash)"),
+            "{source}: {message}"
+        );
+        assert!(
+            f.iter().all(|f| f["path"] == "/usr/bin/bash"),
+            "{source}: {f:#?}"
+        );
+    };
+    let layout_ref = format!("oci:{}:mixed", dir.display());
+    assert_version(
+        &project.archbuild(&["check", &layout_ref, "--json"]),
+        "layout",
+    );
+
+    if require("skopeo", which("skopeo")).is_none() {
+        return;
+    }
+    if let Some(registry) = Registry::start() {
+        let dest = format!("{}/userland/mixed:1", registry.addr);
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", "--all", "--dest-tls-verify=false", &layout_ref])
+                .arg(format!("docker://{dest}")),
+        );
+        assert_version(&project.archbuild(&["check", &dest, "--json"]), "registry");
+    }
+    if docker().await.is_some() {
+        let tag = format!("archbuild-userland-test/{}:1", unique("mixed"));
+        // skopeo picks the index's linux/amd64 image, as `docker pull` would.
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", &layout_ref])
+                .arg(format!("docker-daemon:{tag}")),
+        );
+        let out = project.archbuild(&["check", &format!("docker-daemon:{tag}"), "--json"]);
+        let _ = Command::new("docker").args(["rmi", &tag]).output();
+        assert_version(&out, "daemon");
+    }
+}
