@@ -32,7 +32,8 @@ struct Entry {
 
 /// Changed whenever the rules find something new, so that remembered results of the same
 /// archbuild version are not reused across it.
-const RULES: &str = "rules-3: cpu-level-mismatch, page-size";
+const RULES: &str =
+    "rules-4: cpu-level-mismatch (ARM programs only), page-size, missing-library, library-version-missing";
 
 impl Key<'_> {
     /// The entry's file name: a digest of everything the result depends on, this archbuild's

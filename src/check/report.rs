@@ -101,7 +101,7 @@ pub fn render(reports: &[CheckReport]) -> String {
                 format!("{:?}", r.entrypoint)
             }
         );
-        for f in &r.findings {
+        for (f, others) in grouped(&r.findings) {
             let _ = writeln!(
                 out,
                 "  {:<7} {}: {}",
@@ -114,6 +114,9 @@ pub fn render(reports: &[CheckReport]) -> String {
             }
             if let Some(layer) = &f.layer {
                 let _ = writeln!(out, "          layer {layer}");
+            }
+            if !others.is_empty() {
+                let _ = writeln!(out, "          {}", also(&others));
             }
         }
         let mut kinds: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
@@ -136,6 +139,54 @@ pub fn render(reports: &[CheckReport]) -> String {
     out
 }
 
+/// The findings in the order a reader needs them (errors, then warnings, then notes; the
+/// entrypoint chain's first, as the rules emit them), those of one kind and cause together:
+/// each group's first finding and the paths of the others. A cause is the message with the
+/// finding's own path taken out, so "14 programs need the same missing loader" is one entry.
+fn grouped(findings: &[Finding]) -> Vec<(&Finding, Vec<&str>)> {
+    let mut order: Vec<&Finding> = findings.iter().collect();
+    order.sort_by_key(|f| f.severity);
+    let mut groups: Vec<(&Finding, Vec<&str>)> = Vec::new();
+    let mut index: std::collections::HashMap<(Severity, FindingKind, String), usize> =
+        std::collections::HashMap::new();
+    for f in order {
+        let Some(path) = f.path.as_deref().filter(|p| !p.is_empty()) else {
+            groups.push((f, Vec::new()));
+            continue;
+        };
+        let key = (f.severity, f.kind, f.message.replace(path, "\u{0}"));
+        match index.get(&key) {
+            Some(&i) => groups[i].1.push(path),
+            None => {
+                index.insert(key, groups.len());
+                groups.push((f, Vec::new()));
+            }
+        }
+    }
+    groups
+}
+
+/// "and 13 more with the same cause: /a, /b, /c, /d, /e and 8 others".
+fn also(paths: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let shown: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| crate::finding::for_terminal(p).into_owned())
+        .collect();
+    let rest = paths.len().saturating_sub(SHOWN);
+    let tail = if rest > 0 {
+        format!(" and {rest} others")
+    } else {
+        String::new()
+    };
+    format!(
+        "and {} more with the same cause: {}{tail}",
+        paths.len(),
+        shown.join(", ")
+    )
+}
+
 fn severity(s: Severity) -> &'static str {
     match s {
         Severity::Error => "error",
@@ -151,9 +202,15 @@ fn advice(kind: FindingKind, platform: &Platform) -> Option<String> {
         FindingKind::ElfArchMismatch => format!(
             "build the file for {platform} inside the build (use $TARGETARCH/$TARGETPLATFORM in the Dockerfile instead of a hard-coded architecture, or download the {arch} release), or add the path to check.ignore if it is data that is never run"
         ),
+        FindingKind::CpuLevelMismatch if arch == "arm" => format!(
+            "build the programs for the architecture {platform} guarantees (-march=armv{v} for C and C++, GOARM={v} for Go, a Debian armel or Raspberry Pi OS base for ARMv6), or publish the image as the linux/arm variant it needs",
+            v = crate::platform::arm_level(platform)
+        ),
         FindingKind::CpuLevelMismatch => format!(
             "build the program for the level {platform} guarantees (-march=x86-64 or the platform's x86-64-vN for C, C++ and Rust's target-cpu; GOAMD64 for Go), or publish the image as the linux/amd64/vN it needs, so that only nodes that can run it pull it"
         ),
+        FindingKind::MissingLibrary => "install the package that provides the library in the final stage (or COPY it from the build stage with the program), or add its folder to the program's RUNPATH or to LD_LIBRARY_PATH; link statically where that is an option".into(),
+        FindingKind::LibraryVersionMissing => "build the program against the C library of the base image it runs on (the same distribution release in the build and final stages), or move the final stage to a base image with a newer library".into(),
         FindingKind::PageSize => "link the program with -Wl,-z,max-page-size=65536 (Go, Rust and current GNU toolchains for arm64 do by default), or set check.page-size to your kernels' page size".into(),
         FindingKind::MissingEntrypoint => "fix Entrypoint/Cmd or the file it names (COPY it in, fix the symlink, or add its folder to PATH)".into(),
         FindingKind::MissingLoader => "install the C library the program was linked against (e.g. libc6 or musl) in the final stage, or link the program statically".into(),

@@ -426,6 +426,45 @@ fn the_human_report_groups_by_image_and_says_what_to_do() {
 }
 
 #[test]
+fn findings_of_one_cause_are_one_entry_errors_first() {
+    // Fourteen programs missing one loader, one missing another, and an error.
+    let mut files: Vec<(String, Vec<u8>)> = (0..14)
+        .map(|i| {
+            let e = elf(
+                EM_X86_64,
+                ElfClass::Elf64,
+                Some("/lib64/ld-linux-x86-64.so.2"),
+            );
+            (format!("usr/bin/tool{i:02}"), e)
+        })
+        .collect();
+    files.push((
+        "usr/bin/other".into(),
+        elf(EM_X86_64, ElfClass::Elf64, Some("/lib/ld-musl-x86_64.so.1")),
+    ));
+    files.push(("app".into(), elf(EM_AARCH64, ElfClass::Elf64, None)));
+    let entries: Vec<(&str, T<'_>)> = files.iter().map(|(p, b)| (p.as_str(), T::Exe(b))).collect();
+    let fs = Filesystem::merge(&[layer(&entries)]);
+    let cfg = config("linux/amd64", &["/app"]);
+    let platform = Platform::parse("linux/amd64").unwrap();
+    let findings = run(&fs, &cfg, &platform, &CheckOptions::default());
+    assert_eq!(findings.len(), 16, "{findings:#?}");
+    let text = render(&[CheckReport::new("x", platform, &fs, cfg.argv(), findings)]);
+    let entries: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  error") || l.starts_with("  warning"))
+        .collect();
+    assert_eq!(entries.len(), 3, "{text}");
+    assert!(
+        entries[0].starts_with("  error   elf-arch-mismatch"),
+        "{text}"
+    );
+    assert!(text.contains("and 13 more with the same cause: /usr/bin/tool01, /usr/bin/tool02, /usr/bin/tool03, /usr/bin/tool04, /usr/bin/tool05 and 8 others"), "{text}");
+    assert!(entries[1].contains("/usr/bin/other"), "{text}");
+    assert!(entries[2].contains("/usr/bin/tool00"), "{text}");
+}
+
+#[test]
 fn x86_64_levels_beyond_the_platform_are_cpu_level_mismatches() {
     let v3 = ElfSpec::new(EM_X86_64, ElfClass::Elf64, Endian::Little)
         .with_isa_needed(0b111)
