@@ -13,6 +13,7 @@ declare -A packages_for=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
   [debootstrap]=debootstrap
+  [go]=golang-go
   [musl-gcc]=musl-tools
   [aarch64-linux-gnu-gcc]="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
   [arm-linux-gnueabihf-gcc]="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"

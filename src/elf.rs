@@ -15,6 +15,7 @@ pub mod arm;
 pub mod dynamic;
 #[doc(hidden)]
 pub mod fixture;
+pub mod go;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,8 @@ pub struct ElfInfo {
     /// What the dynamic loader reads (`DT_NEEDED`, search paths, symbol versions), where
     /// the layer walker read the file that far ([`dynamic`]).
     pub dynamic: Option<Box<dynamic::Dynamic>>,
+    /// A Go program's build information, where the layer walker read it ([`go`]).
+    pub go: Option<Box<go::GoBuild>>,
 }
 
 /// `e_type`: what the file is for.
@@ -160,6 +163,7 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         arm: None,
         load_align: None,
         dynamic: None,
+        go: None,
     };
     if header.e_machine == EM_ARM && bytes.len() as u64 == file_size {
         info.arm = arm::read(bytes, bytes, 0);

@@ -754,6 +754,70 @@ fn armv7_programs_are_refused_in_arm_v6_and_armv6_programs_in_arm_v5() {
 }
 
 #[test]
+fn go_programs_are_held_to_their_goamd64_and_goarm_settings() {
+    let project = Project::new();
+    let v3 = go_program("amd64", &[("GOAMD64", "v3")]);
+    let v1 = go_program("amd64", &[("GOAMD64", "v1")]);
+    let arm7 = go_program("arm", &[("GOARM", "7")]);
+    let arm6 = go_program("arm", &[("GOARM", "6")]);
+    for (name, platform, program, exit, want) in [
+        (
+            "go-v3-in-amd64",
+            "linux/amd64",
+            &v3,
+            1,
+            vec![("cpu-level-mismatch", "/app")],
+        ),
+        ("go-v3-in-amd64-v3", "linux/amd64/v3", &v3, 0, vec![]),
+        ("go-v1-in-amd64", "linux/amd64", &v1, 0, vec![]),
+        (
+            "go-arm7-in-v6",
+            "linux/arm/v6",
+            &arm7,
+            1,
+            vec![("cpu-level-mismatch", "/app")],
+        ),
+        ("go-arm7-in-v7", "linux/arm/v7", &arm7, 0, vec![]),
+        ("go-arm6-in-v6", "linux/arm/v6", &arm6, 0, vec![]),
+    ] {
+        check_archive(
+            &project,
+            "go",
+            name,
+            &one_program(platform, program),
+            exit,
+            &want,
+        );
+    }
+    let out = project.archbuild(&["check", "docker-archive:go-v3-in-amd64.tar", "--json"]);
+    let doc = json_of(&out);
+    let message = doc["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("GOAMD64=v3") && message.contains("x86-64-v3"),
+        "{message}"
+    );
+    // The Go settings are in the JSON report.
+    let go = &doc["images"][0]["go"][0];
+    assert_eq!(go["path"], "/app");
+    assert!(
+        go["go_version"].as_str().unwrap().starts_with("go1."),
+        "{go}"
+    );
+    assert_eq!(go["settings"]["GOAMD64"], "v3");
+    assert_eq!(go["settings"]["GOARCH"], "amd64");
+    assert_eq!(go["settings"]["CGO_ENABLED"], "0");
+    let out = project.archbuild(&["check", "docker-archive:go-arm7-in-v6.tar", "--json"]);
+    let message = json_of(&out)["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("GOARM=7") && message.contains("Raspberry Pi Zero"),
+        "{message}"
+    );
+}
+
+#[test]
 fn arm64_programs_aligned_for_4k_pages_are_flagged_for_16k_and_64k_kernels() {
     let project = Project::new();
     let source = "int main(void) { return 0; }\n";

@@ -94,6 +94,7 @@ mod tests {
             elf_files: 1,
             errors: 1,
             warnings: 0,
+            go: Vec::new(),
             findings: vec![Finding::error(FindingKind::ElfArchMismatch, "wrong").with_path("/app")],
         }
     }

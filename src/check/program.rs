@@ -126,7 +126,14 @@ pub fn level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
     if platform.architecture == "arm" && info.identity.machine == EM_ARM {
         return arm_level_finding(path, info, platform);
     }
-    let needed = info.x86_level_needed?;
+    let from_go = info.go.as_ref().and_then(|g| g.amd64_level());
+    let (needed, source) = match (info.x86_level_needed, from_go) {
+        (_, Some(g)) if info.x86_level_needed.is_none_or(|n| g > n) => {
+            (g, format!("it was built with GOAMD64=v{g}"))
+        }
+        (Some(n), _) => (n, "its GNU property note says so".to_string()),
+        _ => return None,
+    };
     if platform.architecture != "amd64" || info.identity.machine != EM_X86_64 {
         return None;
     }
@@ -148,7 +155,7 @@ pub fn level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
         Finding::error(
             FindingKind::CpuLevelMismatch,
             format!(
-                "{path} is an x86-64 {noun} that needs {} (its GNU property note says so), but {platform} guarantees only {}: on nodes {older} it fails with 'Illegal instruction'",
+                "{path} is an x86-64 {noun} that needs {} ({source}), but {platform} guarantees only {}: on nodes {older} it fails with 'Illegal instruction'",
                 name(needed),
                 name(guaranteed)
             ),
@@ -168,7 +175,16 @@ pub fn level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
 /// on the boards they are built for). The programs of a mislabelled userland all say it.
 fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<Finding> {
     let program = info.kind == ElfKind::Executable || info.interp.is_some();
-    let attrs = info.arm.filter(|_| program)?;
+    let from_attributes = info
+        .arm
+        .filter(|_| program)
+        .and_then(|a| a.arch_version())
+        .map(|v| (v, "its .ARM.attributes say so".to_string()));
+    let from_go = || {
+        let v = info.go.as_ref()?.arm_level()?;
+        Some((v, format!("it was built with GOARM={v}")))
+    };
+    let (needed, source) = from_attributes.or_else(from_go)?;
     let level = arm_level(platform);
     let boards = match level {
         0..=5 => "ARMv5 boards (Marvell Kirkwood and other armel devices)",
@@ -176,13 +192,15 @@ fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
         _ => "ARMv7 boards",
     };
     let noun = noun(info);
-    let needed = attrs.arch_version().filter(|v| *v > level)?;
+    if needed <= level {
+        return None;
+    }
     let (needs, has) = (format!("ARMv{needed}"), format!("ARMv{level}"));
     Some(
         Finding::error(
             FindingKind::CpuLevelMismatch,
             format!(
-                "{path} is an ARM {noun} built for {needs} (its .ARM.attributes say so), but {platform} guarantees only {has}: on {boards} it fails with 'Illegal instruction'"
+                "{path} is an ARM {noun} built for {needs} ({source}), but {platform} guarantees only {has}: on {boards} it fails with 'Illegal instruction'"
             ),
         )
         .with_platform(platform)

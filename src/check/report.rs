@@ -29,9 +29,20 @@ pub struct CheckReport {
     pub elf_files: usize,
     pub errors: usize,
     pub warnings: usize,
+    /// The Go programs in the image and the build settings that decide where they run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub go: Vec<GoProgram>,
     /// The findings (the JSON document lists them once, at the top).
     #[serde(skip)]
     pub findings: Vec<Finding>,
+}
+
+/// A Go program found in an image, with its toolchain and `build` settings (`go version -m`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct GoProgram {
+    pub path: String,
+    pub go_version: String,
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 impl CheckReport {
@@ -57,8 +68,23 @@ impl CheckReport {
             .iter()
             .filter(|(_, n)| matches!(&n.kind, NodeKind::File(f) if matches!(f.content, Content::Elf(ElfReport::Elf(_) | ElfReport::Malformed(_)))))
             .count();
+        let go = fs
+            .iter()
+            .filter_map(|(path, n)| match &n.kind {
+                NodeKind::File(f) => match &f.content {
+                    Content::Elf(ElfReport::Elf(info)) => info.go.as_ref().map(|g| GoProgram {
+                        path: path.to_string(),
+                        go_version: g.version.clone(),
+                        settings: g.settings.iter().cloned().collect(),
+                    }),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
         CheckReport {
             image: image.to_string(),
+            go,
             platform,
             manifest: None,
             config: None,

@@ -12,7 +12,7 @@
 //! them is "not known" (`None`), never guessed.
 
 use goblin::container::{Container, Ctx};
-use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_LOAD};
+use goblin::elf::program_header::{ProgramHeader, PF_W, PT_DYNAMIC, PT_LOAD};
 use goblin::elf::Elf;
 
 use super::Words;
@@ -63,31 +63,26 @@ pub struct VersionNeed {
     pub versions: Vec<String>,
 }
 
-/// Where a file's dynamic segment lies and how its addresses map to file offsets.
+/// Where a file's segments lie: its dynamic segment, its first writable load segment (where
+/// Go puts its build information), and how its addresses map to file offsets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
-    /// The `PT_DYNAMIC` segment's file offset and size.
-    pub offset: u64,
-    pub size: u64,
+    /// The `PT_DYNAMIC` segment's file offset and size, for a dynamically linked file.
+    pub dynamic: Option<(u64, u64)>,
+    /// The file offset of the first `PT_LOAD` segment with `PF_W`.
+    pub data: Option<u64>,
     class: ElfClass,
     endian: Endian,
     /// `PT_LOAD` segments: (virtual address, file offset, size in the file).
     loads: Vec<(u64, u64, u64)>,
 }
 
-impl Layout {
-    /// Where the file's bytes the dynamic section needs end, at least.
-    pub fn end(&self) -> u64 {
-        self.offset.saturating_add(self.size)
-    }
-}
-
-/// The bytes of a file that were read: a head from offset 0 and one later chunk.
+/// The bytes of a file that were read: a head from offset 0 and later chunks, each with its
+/// file offset.
 #[derive(Clone, Copy, Debug)]
 pub struct Known<'a> {
     pub head: &'a [u8],
-    pub chunk_at: u64,
-    pub chunk: &'a [u8],
+    pub chunks: &'a [(u64, Vec<u8>)],
 }
 
 impl<'a> Known<'a> {
@@ -95,24 +90,25 @@ impl<'a> Known<'a> {
     pub fn contiguous(bytes: &'a [u8]) -> Self {
         Known {
             head: bytes,
-            chunk_at: 0,
-            chunk: &[],
+            chunks: &[],
         }
     }
 
-    fn get(&self, offset: u64, len: u64) -> Option<&'a [u8]> {
+    /// `len` bytes at `offset`, where one piece read holds them all.
+    pub fn get(&self, offset: u64, len: u64) -> Option<&'a [u8]> {
         let end = offset.checked_add(len)?;
         if end <= self.head.len() as u64 {
             return self.head.get(offset as usize..end as usize);
         }
-        let at = offset.checked_sub(self.chunk_at)?;
-        self.chunk
-            .get(usize::try_from(at).ok()?..usize::try_from(at + len).ok()?)
+        self.chunks.iter().find_map(|(at, bytes)| {
+            let from = usize::try_from(offset.checked_sub(*at)?).ok()?;
+            bytes.get(from..from.checked_add(usize::try_from(len).ok()?)?)
+        })
     }
 }
 
-/// The dynamic segment of a file whose first bytes are `prefix` (program headers included),
-/// `None` for a file without one (a static program) or whose headers are not in `prefix`.
+/// The segments of a file whose first bytes are `prefix` (program headers included), `None`
+/// when its headers are not in `prefix`.
 pub fn locate(prefix: &[u8], file_size: u64) -> Option<Layout> {
     let header = Elf::parse_header(prefix).ok()?;
     let class = match header.e_ident[4] {
@@ -142,15 +138,23 @@ pub fn locate(prefix: &[u8], file_size: u64) -> Option<Layout> {
         return None;
     }
     let headers = ProgramHeader::parse(prefix, header.e_phoff as usize, count, ctx).ok()?;
-    let dynamic = headers.iter().find(|h| h.p_type == PT_DYNAMIC)?;
-    if dynamic.p_offset.checked_add(dynamic.p_filesz)? > file_size
-        || dynamic.p_filesz > MAX_DYNAMIC_LEN
-    {
-        return None;
-    }
+    let dynamic = headers
+        .iter()
+        .find(|h| h.p_type == PT_DYNAMIC)
+        .map(|h| (h.p_offset, h.p_filesz))
+        .filter(|(offset, size)| {
+            offset
+                .checked_add(*size)
+                .is_some_and(|end| end <= file_size)
+                && *size <= MAX_DYNAMIC_LEN
+        });
+    let data = headers
+        .iter()
+        .find(|h| h.p_type == PT_LOAD && h.p_flags & PF_W != 0 && h.p_offset < file_size)
+        .map(|h| h.p_offset);
     Some(Layout {
-        offset: dynamic.p_offset,
-        size: dynamic.p_filesz,
+        dynamic,
+        data,
         class,
         endian,
         loads: headers
@@ -162,12 +166,14 @@ pub fn locate(prefix: &[u8], file_size: u64) -> Option<Layout> {
 }
 
 /// Reads the dynamic section of a file laid out as `layout` from the bytes `known`.
-/// `None` when the dynamic segment or its string table is not among them.
+/// `None` without a dynamic segment (a static program), or when it or its string table is
+/// not among the bytes known.
 pub fn read(layout: &Layout, known: Known<'_>) -> Option<Dynamic> {
     let r = Words {
         endian: layout.endian,
     };
-    let entries = known.get(layout.offset, layout.size)?;
+    let (offset, size) = layout.dynamic?;
+    let entries = known.get(offset, size)?;
     let wide = layout.class == ElfClass::Elf64;
     let step = if wide { 16 } else { 8 };
     let word = |at: usize| -> Option<u64> {

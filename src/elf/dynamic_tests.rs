@@ -69,7 +69,9 @@ fn a_file_without_version_tables_has_no_needs_and_unknown_definitions() {
 #[test]
 fn a_static_program_has_no_dynamic_segment() {
     let bytes = ElfSpec::new(62, ElfClass::Elf64, Endian::Little).build();
-    assert_eq!(locate(&bytes, bytes.len() as u64), None);
+    let layout = locate(&bytes, bytes.len() as u64).unwrap();
+    assert_eq!(layout.dynamic, None);
+    assert_eq!(read(&layout, Known::contiguous(&bytes)), None);
 }
 
 #[test]
@@ -78,19 +80,18 @@ fn tables_outside_the_bytes_read_are_not_known_never_guessed() {
         .with_dynamic(spec())
         .build();
     let layout = locate(&bytes, bytes.len() as u64).unwrap();
+    let (offset, _) = layout.dynamic.unwrap();
     // Only the dynamic array, not the string table before it.
-    let chunk = &bytes[layout.offset as usize..];
+    let chunks = [(offset, bytes[offset as usize..].to_vec())];
     let known = Known {
         head: &bytes[..200],
-        chunk_at: layout.offset,
-        chunk,
+        chunks: &chunks,
     };
     assert_eq!(read(&layout, known), None);
-    // The string table in the head and the array in the chunk: all known.
+    // The string table in the head and the array in a chunk: all known.
     let known = Known {
-        head: &bytes[..layout.offset as usize],
-        chunk_at: layout.offset,
-        chunk,
+        head: &bytes[..offset as usize],
+        chunks: &chunks,
     };
     assert_eq!(read(&layout, known).unwrap().needed.len(), 2);
     // Every truncation of the file reads as `None` or a subset, never a panic.

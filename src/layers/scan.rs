@@ -383,12 +383,8 @@ fn sniff(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Cont
         entry.take(want).read_to_end(buf)?;
         let mut report = elf::inspect_prefix(buf, size);
         if let elf::ElfReport::Elf(info) = &mut report {
-            let mut pos = buf.len() as u64;
             if info.kind.is_loadable() {
-                (info.dynamic, pos) = dynamic(entry, size, buf)?;
-            }
-            if info.identity.machine == EM_ARM && info.arm.is_none() {
-                info.arm = arm_tail(entry, size, buf, pos)?;
+                read_beyond_prefix(entry, size, buf, info)?;
             }
         }
         return Ok(Content::Elf(report));
@@ -410,65 +406,93 @@ fn loader_config(entry: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Res
     ))
 }
 
-/// Reads an ELF file (whose first `buf` bytes were read) as far as its dynamic section, for
-/// [`elf::dynamic`]: the string and version tables lie before the dynamic segment in every
-/// linker's output, so the head of the file is kept up to [`DYNAMIC_HEAD_LEN`] and the
-/// segment itself wherever it lies. Returns what was read and the position reached.
-fn dynamic(
+/// Reads the parts of a loadable ELF file (whose first `buf` bytes were read) beyond the
+/// prefix, in one forward pass, and fills in what they say:
+/// - its dynamic section ([`elf::dynamic`]): the string and version tables lie before the
+///   dynamic segment in every linker's output, so the head is kept up to the segment's end
+///   (at most [`DYNAMIC_HEAD_LEN`]) and the segment itself wherever it lies;
+/// - the first [`elf::go::WINDOW`] bytes of its first writable segment, for Go's build
+///   information;
+/// - a 32-bit ARM file's last [`elf::arm::TAIL_LEN`] bytes, for its build attributes.
+fn read_beyond_prefix(
     entry: &mut impl Read,
     size: u64,
     buf: &mut Vec<u8>,
-) -> io::Result<(Option<Box<elf::dynamic::Dynamic>>, u64)> {
-    let read = buf.len() as u64;
+    info: &mut elf::ElfInfo,
+) -> io::Result<()> {
     let Some(layout) = elf::dynamic::locate(buf, size) else {
-        return Ok((None, read));
+        return Ok(());
     };
-    let head_end = layout.end().min(DYNAMIC_HEAD_LEN).max(read);
-    entry.take(head_end - read).read_to_end(buf)?;
-    let mut chunk = Vec::new();
-    let chunk_at = layout.offset.max(head_end);
-    if layout.end() > head_end {
-        io::copy(&mut entry.take(chunk_at - head_end), &mut io::sink())?;
-        entry
-            .take(layout.end() - chunk_at)
-            .read_to_end(&mut chunk)?;
+    let mut wanted = Vec::new();
+    if let Some((offset, len)) = layout.dynamic {
+        wanted.push((0, (offset + len).min(DYNAMIC_HEAD_LEN)));
+        wanted.push((offset, offset + len));
     }
-    let pos = if chunk.is_empty() {
-        buf.len() as u64
-    } else {
-        chunk_at + chunk.len() as u64
-    };
+    if let Some(data) = layout.data {
+        wanted.push((data, data.saturating_add(elf::go::WINDOW)));
+    }
+    let arm_tail = size.saturating_sub(elf::arm::TAIL_LEN);
+    let arm = info.identity.machine == EM_ARM && info.arm.is_none();
+    if arm {
+        wanted.push((arm_tail, size));
+    }
+    let chunks = read_ranges(entry, size, buf, wanted)?;
     let known = elf::dynamic::Known {
         head: buf,
-        chunk_at,
-        chunk: &chunk,
+        chunks: &chunks,
     };
-    Ok((elf::dynamic::read(&layout, known).map(Box::new), pos))
+    info.dynamic = elf::dynamic::read(&layout, known).map(Box::new);
+    info.go = layout
+        .data
+        .and_then(|data| known.get(data, elf::go::WINDOW.min(size - data)))
+        .and_then(elf::go::read)
+        .map(Box::new);
+    if arm {
+        info.arm = match known.get(arm_tail, size - arm_tail) {
+            Some(tail) => elf::arm::read(buf, tail, arm_tail),
+            None => None,
+        };
+    }
+    Ok(())
 }
 
-/// Reads the last [`elf::arm::TAIL_LEN`] bytes of a 32-bit ARM file for its build
-/// attributes; `head` holds the file's first bytes and `pos` bytes were read so far.
-fn arm_tail(
+/// Reads the byte ranges `wanted` (start, end; in any order, overlapping or not) of a file
+/// whose first `head.len()` bytes were read, forward only: a range that continues the head
+/// extends it (up to [`DYNAMIC_HEAD_LEN`]), the others become chunks, adjacent ones joined,
+/// so that any wanted range lies whole in the head or in one chunk.
+fn read_ranges(
     entry: &mut impl Read,
     size: u64,
-    head: &[u8],
-    pos: u64,
-) -> io::Result<Option<elf::arm::ArmAttributes>> {
-    let contiguous = pos == head.len() as u64;
-    let tail_start = size.saturating_sub(elf::arm::TAIL_LEN);
-    if !contiguous && tail_start < pos {
-        return Ok(None); // part of the tail went by in a chunk: not known
+    head: &mut Vec<u8>,
+    mut wanted: Vec<(u64, u64)>,
+) -> io::Result<Vec<(u64, Vec<u8>)>> {
+    wanted.sort_unstable();
+    let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut pos = head.len() as u64;
+    for (start, end) in wanted {
+        let end = end.min(size);
+        if end <= pos {
+            continue;
+        }
+        let start = start.max(pos);
+        io::copy(&mut entry.take(start - pos), &mut io::sink())?;
+        if chunks.is_empty() && start == head.len() as u64 && end <= DYNAMIC_HEAD_LEN {
+            entry.take(end - start).read_to_end(head)?;
+        } else {
+            match chunks.last_mut() {
+                Some((at, bytes)) if *at + bytes.len() as u64 == start => {
+                    entry.take(end - start).read_to_end(bytes)?;
+                }
+                _ => {
+                    let mut bytes = Vec::new();
+                    entry.take(end - start).read_to_end(&mut bytes)?;
+                    chunks.push((start, bytes));
+                }
+            }
+        }
+        pos = end;
     }
-    if contiguous && tail_start <= pos {
-        // The whole file fits in what was read and one tail: read it as one.
-        let mut whole = head.to_vec();
-        entry.take(size - pos).read_to_end(&mut whole)?;
-        return Ok(elf::arm::read(&whole, &whole, 0));
-    }
-    io::copy(&mut entry.take(tail_start - pos), &mut io::sink())?;
-    let mut tail = Vec::with_capacity((size - tail_start) as usize);
-    entry.take(size - tail_start).read_to_end(&mut tail)?;
-    Ok(elf::arm::read(head, &tail, tail_start))
+    Ok(chunks)
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -339,3 +339,45 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     assert!(out.status.success(), "{cmd:?} failed: {}", describe(&out));
     out
 }
+
+/// A real static Go program (`CGO_ENABLED=0`) built with Debian's Go for `goarch` and the
+/// given environment (`GOAMD64=v3`, `GOARM=7`), cached under the cargo target folder.
+pub fn go_program(goarch: &str, env: &[(&str, &str)]) -> Vec<u8> {
+    let go = require("go (Debian's golang-go)", which("go")).expect("go is needed for this test");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
+    let name: String = std::iter::once(goarch.to_string())
+        .chain(env.iter().map(|(k, v)| format!("{k}-{v}")))
+        .collect::<Vec<_>>()
+        .join("-");
+    let out = dir.join(&name);
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let src = dir.join(unique("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("go.mod"), "module example.com/hello\n\ngo 1.19\n").unwrap();
+    std::fs::write(
+        src.join("main.go"),
+        "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n",
+    )
+    .unwrap();
+    let tmp = dir.join(unique("bin"));
+    let mut cmd = Command::new(go);
+    cmd.current_dir(&src)
+        .args(["build", "-buildvcs=false", "-o"])
+        .arg(&tmp)
+        .arg(".")
+        .env("CGO_ENABLED", "0")
+        .env("GOOS", "linux")
+        .env("GOARCH", goarch)
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_ok(&mut cmd);
+    std::fs::rename(&tmp, &out).unwrap();
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::read(&out).unwrap()
+}
