@@ -77,7 +77,7 @@ pub fn read(window: &[u8]) -> Option<GoBuild> {
     let version = string(&mut rest)?;
     let mut module = string(&mut rest)?;
     let len = module.len();
-    if len >= 2 * SENTINEL_LEN + 1 && module.as_bytes()[len - SENTINEL_LEN - 1] == b'\n' {
+    if len > 2 * SENTINEL_LEN && module.as_bytes()[len - SENTINEL_LEN - 1] == b'\n' {
         module = module
             .get(SENTINEL_LEN..len - SENTINEL_LEN)
             .unwrap_or_default()
