@@ -1,9 +1,14 @@
-//! Blob sizes by `HEAD /v2/<repository>/blobs/<digest>`, the request the distribution spec
-//! defines for "does the registry have this blob, and how big is it". oci-client's own HEAD
-//! (`blob_exists`) reports existence only, and a GET to read the size makes the registry
-//! start sending the blob. Authorization is obtained once through oci-client (a bearer token
-//! when the registry asks for one, the configured Basic credentials otherwise) and reused for
-//! every HEAD; the header is never logged or shown.
+//! The registry requests archbuild makes itself, beside oci-client's:
+//! - blob sizes by `HEAD /v2/<repository>/blobs/<digest>`, the request the distribution spec
+//!   defines for "does the registry have this blob, and how big is it" (oci-client's own HEAD
+//!   reports existence only, and a GET to read the size makes the registry send the blob);
+//! - manifests by `GET /v2/<repository>/manifests/<reference>`, read within
+//!   [`MAX_MANIFEST_BYTES`] (oci-client reads a manifest body whole, whatever its size, so a
+//!   hostile registry could answer with gigabytes).
+//!
+//! Authorization is obtained once through oci-client (a bearer token when the registry asks
+//! for one, the configured Basic credentials otherwise) and reused for every request; the
+//! header is never logged or shown.
 
 use std::sync::Arc;
 
@@ -13,6 +18,9 @@ use reqwest::StatusCode;
 use tokio::sync::OnceCell;
 
 use crate::store::StoreError;
+
+/// The largest manifest or index read: containerd's limit (4 MiB). Real ones are a few KiB.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// The HEAD side of a [`super::RegistryStore`] for one repository; cheap to clone.
 #[derive(Clone)]
@@ -69,34 +77,21 @@ impl BlobHeads {
         describe: &str,
         tried: &str,
     ) -> Result<Option<u64>, StoreError> {
+        let url = self.url(repository, &format!("blobs/{digest}"));
+        let request = self
+            .request(
+                reqwest::Method::HEAD,
+                &url,
+                client,
+                repository,
+                auth,
+                describe,
+                tried,
+            )
+            .await?;
         let unreachable = |e: reqwest::Error| StoreError::Unreachable {
             store: describe.to_string(),
             detail: e.without_url().to_string(),
-        };
-        let http = self
-            .inner
-            .http
-            .get_or_try_init(|| async { self.build_client() })
-            .await
-            .map_err(unreachable)?;
-        let authorization = self
-            .inner
-            .authorization
-            .get_or_try_init(|| async { authorization(client, repository, auth).await })
-            .await
-            .map_err(|e| super::errors::map(e, describe, &format!("blob {digest}"), tried))?;
-        let url = format!(
-            "{}://{}/v2/{}/blobs/{digest}",
-            self.inner.scheme,
-            repository.resolve_registry(),
-            repository.repository()
-        );
-        let request = match authorization {
-            Authorization::Bearer(token) => http.head(&url).bearer_auth(token),
-            Authorization::Basic(user, password) => {
-                http.head(&url).basic_auth(user, Some(password))
-            }
-            Authorization::None => http.head(&url),
         };
         let response = request.send().await.map_err(unreachable)?;
         match response.status() {
@@ -118,7 +113,129 @@ impl BlobHeads {
         }
     }
 
-    /// A client for the HEADs: over plain HTTP no TLS roots are loaded (that alone took a
+    /// The manifest `reference` (a tag or digest) of `repository`, read within
+    /// [`MAX_MANIFEST_BYTES`]; `accept` lists the media types asked for.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn manifest(
+        &self,
+        client: &Client,
+        repository: &Reference,
+        auth: &RegistryAuth,
+        reference: &str,
+        accept: &[&str],
+        describe: &str,
+        tried: &str,
+    ) -> Result<Vec<u8>, StoreError> {
+        let what = format!("manifest {reference}");
+        let url = self.url(repository, &format!("manifests/{reference}"));
+        let request = self
+            .request(
+                reqwest::Method::GET,
+                &url,
+                client,
+                repository,
+                auth,
+                describe,
+                tried,
+            )
+            .await?
+            .header(reqwest::header::ACCEPT, accept.join(", "));
+        let unreachable = |e: reqwest::Error| StoreError::Unreachable {
+            store: describe.to_string(),
+            detail: e.without_url().to_string(),
+        };
+        let mut response = request.send().await.map_err(unreachable)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => {
+                return Err(StoreError::NotFound {
+                    what,
+                    store: describe.to_string(),
+                })
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(StoreError::Unauthorized {
+                    store: describe.to_string(),
+                    detail: format!("{} on GET of {what}", response.status()),
+                    tried: tried.to_string(),
+                })
+            }
+            status => {
+                return Err(StoreError::Other {
+                    store: describe.to_string(),
+                    detail: format!("GET of {what} answered {status}"),
+                })
+            }
+        }
+        let too_big = |size: u64| {
+            StoreError::Other {
+            store: describe.to_string(),
+            detail: format!(
+                "{what} is {size} bytes or more, over the limit of {MAX_MANIFEST_BYTES} bytes (containerd's); real manifests are a few KiB"
+            ),
+        }
+        };
+        if let Some(size) = response
+            .content_length()
+            .filter(|s| *s > MAX_MANIFEST_BYTES)
+        {
+            return Err(too_big(size));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if (body.len() + chunk.len()) as u64 > MAX_MANIFEST_BYTES {
+                return Err(too_big((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    fn url(&self, repository: &Reference, path: &str) -> String {
+        format!(
+            "{}://{}/v2/{}/{path}",
+            self.inner.scheme,
+            repository.resolve_registry(),
+            repository.repository()
+        )
+    }
+
+    /// A request to `url` carrying the repository's authorization (obtained once).
+    #[allow(clippy::too_many_arguments)]
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        client: &Client,
+        repository: &Reference,
+        auth: &RegistryAuth,
+        describe: &str,
+        tried: &str,
+    ) -> Result<reqwest::RequestBuilder, StoreError> {
+        let http = self
+            .inner
+            .http
+            .get_or_try_init(|| async { self.build_client() })
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                store: describe.to_string(),
+                detail: e.without_url().to_string(),
+            })?;
+        let authorization = self
+            .inner
+            .authorization
+            .get_or_try_init(|| async { authorization(client, repository, auth).await })
+            .await
+            .map_err(|e| super::errors::map(e, describe, url_path(url), tried))?;
+        let request = http.request(method, url);
+        Ok(match authorization {
+            Authorization::Bearer(token) => request.bearer_auth(token),
+            Authorization::Basic(user, password) => request.basic_auth(user, Some(password)),
+            Authorization::None => request,
+        })
+    }
+
+    /// A client for these requests: over plain HTTP no TLS roots are loaded (that alone took a
     /// quarter of a `verify`'s CPU time).
     fn build_client(&self) -> reqwest::Result<reqwest::Client> {
         let builder = reqwest::Client::builder()
@@ -131,6 +248,13 @@ impl BlobHeads {
         };
         builder.build()
     }
+}
+
+/// What a request is for, in errors: the part of its URL after the repository.
+fn url_path(url: &str) -> &str {
+    url.rsplit_once("/blobs/")
+        .or_else(|| url.rsplit_once("/manifests/"))
+        .map_or(url, |(_, rest)| rest)
 }
 
 /// How to authorize pulls from `repository`: a bearer token if the registry issues one,

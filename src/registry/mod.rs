@@ -160,17 +160,19 @@ fn descriptor(digest: &str) -> OciDescriptor {
 
 impl Store for RegistryStore {
     async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
-        let target = self.reference_to(reference);
         let what = format!("manifest {reference}");
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(
-                &target,
+        let bytes = self
+            .heads
+            .manifest(
+                &self.client,
+                &self.reference,
                 &self.credentials.auth,
+                reference,
                 media_types::ACCEPTED_MANIFESTS,
+                &self.describe(),
+                &self.credentials.source,
             )
-            .await
-            .map_err(|e| self.error(&what, e))?;
+            .await?;
         let digest = digest::sha256(&bytes);
         if reference.starts_with("sha256:") && digest != reference {
             return Err(StoreError::DigestMismatch {
@@ -247,6 +249,69 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A hostile registry on loopback: `/v2/` answers 200 (no authentication), and every
+    /// manifest is an endless chunked body (`declared` false) or declares 10 GB.
+    async fn endless_registry(declared: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                        if !request.contains("/manifests/") {
+                            let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                            if sock.write_all(ok.as_bytes()).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        let head = if declared {
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 10000000000\r\n\r\n"
+                        } else {
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        };
+                        let _ = sock.write_all(head.as_bytes()).await;
+                        let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                        loop {
+                            let body = if declared {
+                                " ".repeat(0x10000)
+                            } else {
+                                chunk.clone()
+                            };
+                            if sock.write_all(body.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_manifest_larger_than_containerds_limit_is_refused_while_reading() {
+        for declared in [false, true] {
+            let addr = endless_registry(declared).await;
+            let reference: ImageRef = format!("{addr}/team/api:1.0").parse().unwrap();
+            let store = RegistryStore::new(&reference, &RegistryOptions::default());
+            let err =
+                tokio::time::timeout(std::time::Duration::from_secs(20), store.manifest("1.0"))
+                    .await
+                    .expect("a bounded read ends")
+                    .unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::Other { .. }), "{text}");
+            assert!(text.contains("over the limit of 4194304 bytes"), "{text}");
+            assert!(text.contains("manifest 1.0"), "{text}");
+        }
     }
 
     fn options_with_secret(registry: &str) -> (RegistryOptions, tempfile::TempDir) {
