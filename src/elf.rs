@@ -171,16 +171,7 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
     if header.e_phnum == 0 {
         return Ok(info);
     }
-    let ctx = Ctx::new(
-        match class {
-            ElfClass::Elf32 => Container::Little,
-            ElfClass::Elf64 => Container::Big,
-        },
-        match endian {
-            Endian::Little => goblin::container::Endian::Little,
-            Endian::Big => goblin::container::Endian::Big,
-        },
-    );
+    let ctx = goblin_ctx(class, endian);
     let Some(headers) = program_headers(bytes, file_size, &header, ctx)? else {
         // Linkers put the table right after the header; a table beyond the prefix is
         // unusual but not wrong, and the loader is then simply unknown.
@@ -202,6 +193,20 @@ fn read(bytes: &[u8], file_size: u64) -> Result<ElfInfo, String> {
         }
     }
     Ok(info)
+}
+
+/// goblin's parsing context for a file's class and byte order.
+fn goblin_ctx(class: ElfClass, endian: Endian) -> Ctx {
+    Ctx::new(
+        match class {
+            ElfClass::Elf32 => Container::Little,
+            ElfClass::Elf64 => Container::Big,
+        },
+        match endian {
+            Endian::Little => goblin::container::Endian::Little,
+            Endian::Big => goblin::container::Endian::Big,
+        },
+    )
 }
 
 /// The program header table, checked against the file's size; `None` when it lies beyond

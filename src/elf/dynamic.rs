@@ -11,7 +11,6 @@
 //! Pure and bounded: it reads only the bytes it is given ([`Known`]), and a table outside
 //! them is "not known" (`None`), never guessed.
 
-use goblin::container::{Container, Ctx};
 use goblin::elf::program_header::{ProgramHeader, PF_W, PT_DYNAMIC, PT_LOAD};
 use goblin::elf::Elf;
 
@@ -121,16 +120,7 @@ pub fn locate(prefix: &[u8], file_size: u64) -> Option<Layout> {
         2 => Endian::Big,
         _ => return None,
     };
-    let ctx = Ctx::new(
-        match class {
-            ElfClass::Elf32 => Container::Little,
-            ElfClass::Elf64 => Container::Big,
-        },
-        match endian {
-            Endian::Little => goblin::container::Endian::Little,
-            Endian::Big => goblin::container::Endian::Big,
-        },
-    );
+    let ctx = super::goblin_ctx(class, endian);
     let count = usize::from(header.e_phnum);
     let end =
         (header.e_phoff as usize).checked_add(count.checked_mul(ProgramHeader::size(ctx))?)?;

@@ -89,10 +89,7 @@ impl BlobHeads {
                 tried,
             )
             .await?;
-        let unreachable = |e: reqwest::Error| StoreError::Unreachable {
-            store: describe.to_string(),
-            detail: e.without_url().to_string(),
-        };
+        let unreachable = |e| unreachable(describe, e);
         let response = request.send().await.map_err(unreachable)?;
         match response.status() {
             StatusCode::OK => Ok(response
@@ -140,10 +137,7 @@ impl BlobHeads {
             )
             .await?
             .header(reqwest::header::ACCEPT, accept.join(", "));
-        let unreachable = |e: reqwest::Error| StoreError::Unreachable {
-            store: describe.to_string(),
-            detail: e.without_url().to_string(),
-        };
+        let unreachable = |e| unreachable(describe, e);
         let mut response = request.send().await.map_err(unreachable)?;
         match response.status() {
             StatusCode::OK => {}
@@ -217,10 +211,7 @@ impl BlobHeads {
             .http
             .get_or_try_init(|| async { self.build_client() })
             .await
-            .map_err(|e| StoreError::Unreachable {
-                store: describe.to_string(),
-                detail: e.without_url().to_string(),
-            })?;
+            .map_err(|e| unreachable(describe, e))?;
         let authorization = self
             .inner
             .authorization
@@ -247,6 +238,13 @@ impl BlobHeads {
             builder
         };
         builder.build()
+    }
+}
+
+fn unreachable(describe: &str, e: reqwest::Error) -> StoreError {
+    StoreError::Unreachable {
+        store: describe.to_string(),
+        detail: e.without_url().to_string(),
     }
 }
 
