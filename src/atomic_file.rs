@@ -4,6 +4,7 @@
 //! Content goes to a temporary file created exclusively (`O_EXCL`, a random name) in the
 //! target's own folder, is synced to disk and then renamed over the target, so a reader sees the
 //! old file or the new one, never a mix; a failure at any step removes the temporary file.
+//! After the rename the folder itself is synced, so that the new name survives a crash.
 
 use std::io::Write;
 use std::path::Path;
@@ -26,7 +27,13 @@ pub fn write_with(
     fill(temp.as_file_mut())?;
     temp.as_file().sync_all()?;
     temp.persist(target).map_err(|e| e.error)?;
-    Ok(())
+    sync_folder(folder(target))
+}
+
+/// Syncs a folder's entries to disk (the names created or renamed in it), as `fsync(2)` on
+/// the folder does.
+pub fn sync_folder(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Places a copy of `source` at `target` atomically: a hard link where both are on one file

@@ -162,9 +162,14 @@ impl Layout {
     }
 
     /// Points each of `names` at `manifest` (stored as a blob first): entries with the same
-    /// ref name are replaced, other entries kept; `index.json` is replaced atomically.
+    /// ref name are replaced, other entries kept; `index.json` is replaced atomically. The
+    /// read and rewrite of `index.json` hold the layout's lock, so that two builds writing
+    /// one layout at once both keep their tags; the blobs' folder is synced first, so that
+    /// a tag that survives a crash names blobs that survive it too.
     pub fn tag(&self, names: &[String], manifest: &RawManifest) -> std::io::Result<()> {
         self.put_bytes(&manifest.digest, &manifest.bytes)?;
+        atomic_file::sync_folder(&self.dir.join("blobs/sha256"))?;
+        let _lock = self.lock()?;
         let mut index = self.read_index().map_err(std::io::Error::other)?;
         index
             .manifests
@@ -181,6 +186,14 @@ impl Layout {
             });
         }
         atomic_file::write(&self.dir.join("index.json"), &documents::to_bytes(&index))
+    }
+
+    /// The layout's lock, held until the returned file is dropped: an exclusive `flock(2)`
+    /// on the layout folder itself (no lock file for other tools to stumble on).
+    fn lock(&self) -> std::io::Result<std::fs::File> {
+        let folder = std::fs::File::open(&self.dir)?;
+        folder.lock()?;
+        Ok(folder)
     }
 
     /// The layout's `index.json`.

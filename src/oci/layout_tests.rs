@@ -192,3 +192,26 @@ async fn a_manifest_larger_than_the_limit_is_refused_before_it_is_read() {
     let err = layout.manifest(&digest).await.unwrap_err().to_string();
     assert!(err.contains("at most 4194304 bytes"), "{err}");
 }
+
+#[test]
+fn concurrent_writers_of_one_layout_keep_every_tag() {
+    // Eight writers (each its own `Layout`, as two `archbuild build` runs would be), each
+    // adding twenty tags: without the lock, read-modify-write of index.json loses some.
+    let dir = tempfile::tempdir().unwrap();
+    std::thread::scope(|s| {
+        for w in 0..8 {
+            let path = dir.path().to_path_buf();
+            s.spawn(move || {
+                let layout = Layout::create(&path).unwrap();
+                for t in 0..20 {
+                    let m = manifest(&format!(
+                        r#"{{"schemaVersion":2,"manifests":[],"annotations":{{"w":"{w}-{t}"}}}}"#
+                    ));
+                    layout.tag(&[format!("w{w}-t{t}")], &m).unwrap();
+                }
+            });
+        }
+    });
+    let layout = Layout::open(dir.path()).unwrap();
+    assert_eq!(layout.read_index().unwrap().manifests.len(), 160);
+}
