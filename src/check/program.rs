@@ -232,7 +232,7 @@ pub fn page_finding(
         return None;
     }
     let kib = |n: u64| {
-        if n >= 1024 && n % 1024 == 0 {
+        if n >= 1024 && n.is_multiple_of(1024) {
             format!("{} KiB", n / 1024)
         } else {
             format!("{n} bytes")
