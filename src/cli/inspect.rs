@@ -38,7 +38,11 @@ async fn show<S: Store>(store: &S, reference: &str, args: &Args) -> anyhow::Resu
         serde_json::to_writer_pretty(&mut out, &inspection)?;
         writeln!(out)?;
     } else {
-        print_human(&mut out, &inspection)?;
+        // Media types, digests and platforms come from the registry: escaped for a terminal.
+        let mut text = Vec::new();
+        print_human(&mut text, &inspection)?;
+        let text = String::from_utf8_lossy(&text);
+        out.write_all(crate::finding::for_terminal(&text).as_bytes())?;
     }
     Ok(Outcome::Pass)
 }

@@ -42,7 +42,8 @@ pub fn table(plan: &Plan) -> String {
             crate::reference::list(&job.references),
         ]);
     }
-    crate::cli::table::render(&rows)
+    // Names come from the project file and registries: escaped for a terminal.
+    crate::finding::for_terminal(&crate::cli::table::render(&rows)).into_owned()
 }
 
 #[cfg(test)]
