@@ -38,13 +38,18 @@ async fn show<S: Store>(store: &S, reference: &str, args: &Args) -> anyhow::Resu
         serde_json::to_writer_pretty(&mut out, &inspection)?;
         writeln!(out)?;
     } else {
-        // Media types, digests and platforms come from the registry: escaped for a terminal.
-        let mut text = Vec::new();
-        print_human(&mut text, &inspection)?;
-        let text = String::from_utf8_lossy(&text);
-        out.write_all(crate::finding::for_terminal(&text).as_bytes())?;
+        out.write_all(human(&inspection)?.as_bytes())?;
     }
     Ok(Outcome::Pass)
+}
+
+/// The human report, escaped for a terminal: media types, digests and platforms come from
+/// the registry or layout, and may hold control characters.
+fn human(i: &Inspection) -> std::io::Result<String> {
+    let mut text = Vec::new();
+    print_human(&mut text, i)?;
+    let text = String::from_utf8_lossy(&text);
+    Ok(crate::finding::for_terminal(&text).into_owned())
 }
 
 fn print_human(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
@@ -69,4 +74,31 @@ fn print_human(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
         writeln!(out, "\n  Attestation: {} (not a platform)", a.digest)?;
     }
     writeln!(out, "\n{}", i.verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_registry_says_reaches_the_terminal_escaped() {
+        let report = crate::verify::VerifyReport {
+            reference: "reg/api:1".into(),
+            digest: "sha256:00".into(),
+            media_type: "application/vnd.oci.image.index.v1+json\u{1b}]0;owned\u{7}".into(),
+            size: 1,
+            findings: Vec::new(),
+            children: Vec::new(),
+            attestations: Vec::new(),
+            content: Vec::new(),
+        };
+        let text = human(&Inspection {
+            report,
+            verdict: "ok".into(),
+        })
+        .unwrap();
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(text.contains("\\u{1b}]0;owned\\u{7}"), "{text}");
+        assert!(text.contains("Name:      reg/api:1\n"), "{text}");
+    }
 }
