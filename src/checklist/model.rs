@@ -49,6 +49,55 @@ pub struct ImageChecklist {
     /// not run on every node architecture.
     pub interim_patch: Option<InterimPatch>,
     pub covers_arm64: bool,
+    /// What each CPU-level finding means for scheduling, one per platform and level.
+    pub cpu_levels: Vec<CpuLevel>,
+}
+
+/// A platform's image needs a newer CPU than the platform guarantees: which nodes can run it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CpuLevel {
+    pub platform: Platform,
+    /// `x86-64-v3`, `ARMv7`.
+    pub needs: String,
+    /// The Node Feature Discovery label a `nodeAffinity` would select on, where NFD has one
+    /// by default (`feature.node.kubernetes.io/cpu-cpuid.AVX2` for x86-64-v3).
+    pub label: Option<String>,
+    /// What to do where there is no such label.
+    pub note: String,
+}
+
+/// The scheduling consequence of each `cpu-level-mismatch` finding. Pure.
+pub fn cpu_levels(findings: &[Finding]) -> Vec<CpuLevel> {
+    let mut out: Vec<CpuLevel> = Vec::new();
+    for f in findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::CpuLevelMismatch)
+    {
+        let (Some(platform), Some(needs)) = (f.platform.clone(), f.actual.clone()) else {
+            continue;
+        };
+        if out
+            .iter()
+            .any(|c| c.platform == platform && c.needs == needs)
+        {
+            continue;
+        }
+        // NFD labels CPUID features; AVX2 and AVX512F are labelled by default, SSE4.2 and
+        // POPCNT (x86-64-v2) are on its default deny list.
+        let (label, note) = match needs.as_str() {
+            "x86-64-v3" => (Some("feature.node.kubernetes.io/cpu-cpuid.AVX2"), String::new()),
+            "x86-64-v4" => (Some("feature.node.kubernetes.io/cpu-cpuid.AVX512F"), String::new()),
+            "x86-64-v2" => (None, "Node Feature Discovery labels no x86-64-v2 feature by default (SSE4.2 and POPCNT are on its deny list): label the nodes that have them yourself, or rebuild for the baseline".to_string()),
+            _ => (None, format!("only {needs} and newer boards can run it: keep its pods off older ones with a node label of your own, or rebuild for the platform's level")),
+        };
+        out.push(CpuLevel {
+            platform,
+            needs,
+            label: label.map(String::from),
+            note,
+        });
+    }
+    out
 }
 
 /// A platform and the digest-pinned reference of its image.
@@ -165,6 +214,7 @@ fn image(report: &ImageReport, node_architectures: &[String]) -> ImageChecklist 
                 .join(", ")
         ),
         interim_patch,
+        cpu_levels: cpu_levels(&report.findings),
     }
 }
 

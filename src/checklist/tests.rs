@@ -165,3 +165,39 @@ fn json_carries_findings_and_the_checklist() {
         "amd64"
     );
 }
+
+#[test]
+fn a_cpu_level_finding_names_the_node_label_that_schedules_around_it() {
+    let mut api = api();
+    let amd64 = Platform::parse("linux/amd64").unwrap();
+    let level = |needs: &str, path: &str| {
+        Finding::error(
+            FindingKind::CpuLevelMismatch,
+            format!("{path} needs {needs}"),
+        )
+        .with_platform(&amd64)
+        .with_path(path)
+        .with_expected_actual("x86-64 (baseline)", needs)
+    };
+    api.findings = vec![
+        level("x86-64-v3", "/app"),
+        level("x86-64-v3", "/usr/bin/tool"),
+        level("x86-64-v2", "/usr/bin/other"),
+    ];
+    let checklist = build(&report(vec![api.clone()]));
+    let levels = &checklist.images[0].cpu_levels;
+    assert_eq!(levels.len(), 2, "{levels:#?}");
+    assert_eq!(levels[0].needs, "x86-64-v3");
+    assert_eq!(
+        levels[0].label.as_deref(),
+        Some("feature.node.kubernetes.io/cpu-cpuid.AVX2")
+    );
+    assert_eq!(levels[1].label, None);
+    let md = render(&report(vec![api]), None).unwrap();
+    assert!(md.contains("### CPU level"), "{md}");
+    assert!(
+        md.contains("`feature.node.kubernetes.io/cpu-cpuid.AVX2=true`"),
+        "{md}"
+    );
+    assert!(md.contains("SSE4.2 and POPCNT"), "{md}");
+}

@@ -97,7 +97,10 @@ mod tests {
             verdict: "ok".into(),
         })
         .unwrap();
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
         assert!(text.contains("\\u{1b}]0;owned\\u{7}"), "{text}");
         assert!(text.contains("Name:      reg/api:1\n"), "{text}");
     }
