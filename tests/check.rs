@@ -898,3 +898,94 @@ fn terminal_escapes_in_image_paths_are_shown_escaped() {
         "/bin/\u{1b}[2J\u{1b}]0;owned\u{7}x"
     );
 }
+
+/// Runs `archbuild ARGS` under a 2 GiB address-space limit (`ulimit -v`) and a 120 s time
+/// limit (coreutils' `timeout`), as a CI job that must not be taken down by its input.
+fn archbuild_bounded(project: &Project, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -v 2097152 && exec timeout 120 \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_archbuild"))
+        .args(args)
+        .current_dir(project.path())
+        .env("DOCKER_CONFIG", project.path().join(".docker-config"))
+        .env_remove("DOCKER_HOST");
+    cmd.output().expect("run archbuild under limits")
+}
+
+/// A layer whose first entry is a PAX extension header claiming `claimed` bytes but holding
+/// only `held`, then a regular file.
+fn claiming_pax_layer(claimed: u64, held: usize) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/app").unwrap();
+    h.set_mode(0o644);
+    h.set_size(claimed);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend(std::iter::repeat_n(b'x', held));
+    out.resize(out.len().next_multiple_of(512) + 1024, 0);
+    out
+}
+
+#[test]
+fn hostile_layers_end_in_a_clear_error_within_memory_and_time_limits() {
+    let project = Project::new();
+    let cases: [(&str, Vec<u8>, &str); 2] = [
+        // A header that claims 8 GiB (an allocation of that size would fail under the limit).
+        (
+            "claims",
+            claiming_pax_layer(8 << 30, 20_000),
+            "is corrupt or truncated",
+        ),
+        // A real 5 MiB header: over the 4 MiB allowance for one entry's extension headers.
+        ("huge", claiming_pax_layer(5 << 20, 5 << 20), "4194304"),
+    ];
+    for (name, tar, says) in cases {
+        let image = Image {
+            platform: "linux/amd64",
+            entrypoint: vec!["/app"],
+            layers: vec![tar],
+        };
+        project.write(
+            &format!("{name}.tar"),
+            docker_archive(&format!("h/{name}:1"), &image),
+        );
+        let out = archbuild_bounded(&project, &["check", &format!("docker-archive:{name}.tar")]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("memory allocation"),
+            "{name}: {err}"
+        );
+    }
+    // A 2,046-deep path and 100,000 entries read within the same limits, and are checked.
+    let mut b = tar::Builder::new(Vec::new());
+    let deep = vec!["d"; 2046].join("/");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1);
+    b.append_data(&mut h, format!("{deep}/f"), &b"x"[..])
+        .unwrap();
+    for i in 0..100_000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(0);
+        b.append_data(&mut h, format!("many/{i}"), &[][..]).unwrap();
+    }
+    let mut layers = vec![b.into_inner().unwrap()];
+    layers.push(layer(&[E::Exe("app", static_program("linux/amd64", "ok"))]));
+    let image = Image {
+        platform: "linux/amd64",
+        entrypoint: vec!["/app"],
+        layers,
+    };
+    project.write("wide.tar", docker_archive("h/wide:1", &image));
+    let out = archbuild_bounded(&project, &["check", "docker-archive:wide.tar", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(json_of(&out)["images"][0]["files"].as_u64().unwrap() > 100_000);
+}
