@@ -712,8 +712,29 @@ fn armv7_programs_are_refused_in_arm_v6_and_armv6_programs_in_arm_v5() {
         true,
         &["-march=armv6", "-marm", "-mfpu=vfp", "-nostdlib"],
     );
+    // ARMv5TE code with VFP, hard-float: not for soft-float armel userlands and boards.
+    let v5_hard = compile_c_with(
+        "linux/arm/v7",
+        "void _start(void) { for (;;); }\n",
+        true,
+        &[
+            "-march=armv5te",
+            "-marm",
+            "-mfpu=vfp",
+            "-mfloat-abi=hard",
+            "-nostdlib",
+        ],
+    );
     let image = one_program;
     for (name, platform, program, exit, want) in [
+        (
+            "v5-hard-in-v5",
+            "linux/arm/v5",
+            &v5_hard,
+            1,
+            vec![("cpu-level-mismatch", "/app")],
+        ),
+        ("v5-hard-in-v6", "linux/arm/v6", &v5_hard, 0, vec![]),
         ("v7-in-v7", "linux/arm/v7", &v7, 0, vec![]),
         (
             "v7-in-v6",

@@ -1,4 +1,4 @@
-//! Real Debian userlands: `debootstrap --foreign --variant=minbase` root filesystems of six
+//! Real Debian userlands: `debootstrap --foreign --variant=minbase` root filesystems of seven
 //! architectures (real programs, libraries, loaders and `#!` scripts) must check perfectly
 //! clean, and the failures users meet are made from the same real files: an armhf userland
 //! labelled `arm/v6`, a program whose library a later layer removed, and trixie's bash
@@ -152,12 +152,13 @@ fn findings(out: &Output) -> Vec<Value> {
     json_of(out)["findings"].as_array().unwrap().clone()
 }
 
-/// The six architectures, made side by side (debootstrap waits on the network).
+/// The six architectures of the issue and armel (soft-float ARMv5), made side by side (debootstrap waits on the network).
 fn bookworm_layers() -> Option<Vec<(&'static str, PathBuf)>> {
     let archs = [
         ("amd64", "linux/amd64"),
         ("arm64", "linux/arm64"),
         ("armhf", "linux/arm/v7"),
+        ("armel", "linux/arm/v5"),
         ("i386", "linux/386"),
         ("ppc64el", "linux/ppc64le"),
         ("s390x", "linux/s390x"),
@@ -177,7 +178,7 @@ fn bookworm_layers() -> Option<Vec<(&'static str, PathBuf)>> {
 }
 
 #[test]
-fn debian_bookworm_userlands_of_six_architectures_check_perfectly_clean() {
+fn debian_bookworm_userlands_of_seven_architectures_check_perfectly_clean() {
     let Some(layers) = bookworm_layers() else {
         return;
     };
@@ -197,7 +198,7 @@ fn debian_bookworm_userlands_of_six_architectures_check_perfectly_clean() {
     assert_eq!(findings(&out), Vec::<Value>::new());
     let doc = json_of(&out);
     let images = doc["images"].as_array().unwrap();
-    assert_eq!(images.len(), 6);
+    assert_eq!(images.len(), 7);
     for image in images {
         // Hundreds of programs and libraries each, every one of them resolved.
         assert!(image["elf_files"].as_u64().unwrap() > 500, "{image}");

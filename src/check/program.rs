@@ -184,8 +184,10 @@ fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
         let v = info.go.as_ref()?.arm_level()?;
         Some((v, format!("it was built with GOARM={v}")))
     };
-    let (needed, source) = from_attributes.or_else(from_go)?;
     let level = arm_level(platform);
+    let Some((needed, source)) = from_attributes.or_else(from_go) else {
+        return hard_float_finding(path, info, platform, level, program);
+    };
     let boards = match level {
         0..=5 => "ARMv5 boards (Marvell Kirkwood and other armel devices)",
         6 => "ARMv6 boards such as the Raspberry Pi Zero and Pi 1",
@@ -193,7 +195,7 @@ fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
     };
     let noun = noun(info);
     if needed <= level {
-        return None;
+        return hard_float_finding(path, info, platform, level, program);
     }
     let (needs, has) = (format!("ARMv{needed}"), format!("ARMv{level}"));
     Some(
@@ -206,6 +208,34 @@ fn arm_level_finding(path: &str, info: &ElfInfo, platform: &Platform) -> Option<
         .with_platform(platform)
         .with_path(path)
         .with_expected_actual(has, needs),
+    )
+}
+
+/// `cpu-level-mismatch` for a hard-float ARM program (`EF_ARM_ABI_FLOAT_HARD`: it passes
+/// floating-point values in VFP registers) in `arm/v5`, whose userlands (Debian armel) are
+/// soft-float and whose boards mostly have no VFP unit. `arm/v6` is built both ways
+/// (Raspberry Pi OS and Alpine hard-float, others soft): nothing is said there.
+fn hard_float_finding(
+    path: &str,
+    info: &ElfInfo,
+    platform: &Platform,
+    level: u8,
+    program: bool,
+) -> Option<Finding> {
+    if level > 5 || !program || info.identity.float_abi != Some(FloatAbi::Hard) {
+        return None;
+    }
+    Some(
+        Finding::error(
+            FindingKind::CpuLevelMismatch,
+            format!(
+                "{path} is a hard-float ARM {} (its ELF header says it passes floating-point values in VFP registers), but {platform} userlands are soft-float and ARMv5 boards mostly have no VFP unit: it fails with 'Illegal instruction', and a dynamically linked one finds no hard-float loader",
+                noun(info)
+            ),
+        )
+        .with_platform(platform)
+        .with_path(path)
+        .with_expected_actual("soft-float", "hard-float"),
     )
 }
 

@@ -504,3 +504,30 @@ fn x86_64_levels_beyond_the_platform_are_cpu_level_mismatches() {
     );
     assert!(f[0].message.contains("guarantees only x86-64-v2"), "{f:#?}");
 }
+
+#[test]
+fn hard_float_arm_programs_are_refused_in_arm_v5_only() {
+    let program = |flags: u32| {
+        ElfSpec::new(EM_ARM, ElfClass::Elf32, Endian::Little)
+            .with_flags(flags)
+            .build()
+    };
+    let (hard, soft) = (program(0x0500_0400), program(0x0500_0200));
+    let run_in = |bytes: &[u8], platform: &str| {
+        let l = layer(&[("app", T::Exe(bytes))]);
+        kinds(&check(
+            &[l],
+            &config(platform, &["/app"]),
+            platform,
+            &CheckOptions::default(),
+        ))
+    };
+    assert_eq!(
+        run_in(&hard, "linux/arm/v5"),
+        [(FindingKind::CpuLevelMismatch, Severity::Error)]
+    );
+    assert_eq!(run_in(&soft, "linux/arm/v5"), []);
+    // arm/v6 is built both ways: nothing is said.
+    assert_eq!(run_in(&hard, "linux/arm/v6"), []);
+    assert_eq!(run_in(&soft, "linux/arm/v6"), []);
+}
