@@ -22,6 +22,17 @@ use crate::store::StoreError;
 /// The largest manifest or index read: containerd's limit (4 MiB). Real ones are a few KiB.
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
+/// Who asks: one repository's client and credentials, and how errors name the store
+/// (`describe`) and the credentials' source (`tried`).
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub client: &'a Client,
+    pub repository: &'a Reference,
+    pub auth: &'a RegistryAuth,
+    pub describe: &'a str,
+    pub tried: &'a str,
+}
+
 /// The HEAD side of a [`super::RegistryStore`] for one repository; cheap to clone.
 #[derive(Clone)]
 pub struct BlobHeads {
@@ -66,28 +77,11 @@ impl BlobHeads {
         }
     }
 
-    /// The size of `digest` in `repository`'s registry, `None` when it is not there.
-    /// `describe` names the store in errors; `tried` names the credentials' source.
-    pub async fn size(
-        &self,
-        client: &Client,
-        repository: &Reference,
-        auth: &RegistryAuth,
-        digest: &str,
-        describe: &str,
-        tried: &str,
-    ) -> Result<Option<u64>, StoreError> {
-        let url = self.url(repository, &format!("blobs/{digest}"));
+    /// The size of `digest` in the caller's repository, `None` when it is not there.
+    pub async fn size(&self, who: &Caller<'_>, digest: &str) -> Result<Option<u64>, StoreError> {
+        let (describe, tried) = (who.describe, who.tried);
         let request = self
-            .request(
-                reqwest::Method::HEAD,
-                &url,
-                client,
-                repository,
-                auth,
-                describe,
-                tried,
-            )
+            .request(reqwest::Method::HEAD, who, &format!("blobs/{digest}"))
             .await?;
         let unreachable = |e| unreachable(describe, e);
         let response = request.send().await.map_err(unreachable)?;
@@ -110,31 +104,18 @@ impl BlobHeads {
         }
     }
 
-    /// The manifest `reference` (a tag or digest) of `repository`, read within
+    /// The manifest `reference` (a tag or digest) of the caller's repository, read within
     /// [`MAX_MANIFEST_BYTES`]; `accept` lists the media types asked for.
-    #[allow(clippy::too_many_arguments)]
     pub async fn manifest(
         &self,
-        client: &Client,
-        repository: &Reference,
-        auth: &RegistryAuth,
+        who: &Caller<'_>,
         reference: &str,
         accept: &[&str],
-        describe: &str,
-        tried: &str,
     ) -> Result<Vec<u8>, StoreError> {
+        let (describe, tried) = (who.describe, who.tried);
         let what = format!("manifest {reference}");
-        let url = self.url(repository, &format!("manifests/{reference}"));
         let request = self
-            .request(
-                reqwest::Method::GET,
-                &url,
-                client,
-                repository,
-                auth,
-                describe,
-                tried,
-            )
+            .request(reqwest::Method::GET, who, &format!("manifests/{reference}"))
             .await?
             .header(reqwest::header::ACCEPT, accept.join(", "));
         let unreachable = |e| unreachable(describe, e);
@@ -185,27 +166,27 @@ impl BlobHeads {
         Ok(body)
     }
 
-    fn url(&self, repository: &Reference, path: &str) -> String {
-        format!(
+    /// A request for `path` under the caller's `/v2/<repository>/`, carrying the
+    /// repository's authorization (obtained once).
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        who: &Caller<'_>,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, StoreError> {
+        let Caller {
+            client,
+            repository,
+            auth,
+            describe,
+            tried,
+        } = *who;
+        let url = format!(
             "{}://{}/v2/{}/{path}",
             self.inner.scheme,
             repository.resolve_registry(),
             repository.repository()
-        )
-    }
-
-    /// A request to `url` carrying the repository's authorization (obtained once).
-    #[allow(clippy::too_many_arguments)]
-    async fn request(
-        &self,
-        method: reqwest::Method,
-        url: &str,
-        client: &Client,
-        repository: &Reference,
-        auth: &RegistryAuth,
-        describe: &str,
-        tried: &str,
-    ) -> Result<reqwest::RequestBuilder, StoreError> {
+        );
         let http = self
             .inner
             .http
@@ -217,8 +198,8 @@ impl BlobHeads {
             .authorization
             .get_or_try_init(|| async { authorization(client, repository, auth).await })
             .await
-            .map_err(|e| super::errors::map(e, describe, url_path(url), tried))?;
-        let request = http.request(method, url);
+            .map_err(|e| super::errors::map(e, describe, path, tried))?;
+        let request = http.request(method, &url);
         Ok(match authorization {
             Authorization::Bearer(token) => request.bearer_auth(token),
             Authorization::Basic(user, password) => request.basic_auth(user, Some(password)),
@@ -246,13 +227,6 @@ fn unreachable(describe: &str, e: reqwest::Error) -> StoreError {
         store: describe.to_string(),
         detail: e.without_url().to_string(),
     }
-}
-
-/// What a request is for, in errors: the part of its URL after the repository.
-fn url_path(url: &str) -> &str {
-    url.rsplit_once("/blobs/")
-        .or_else(|| url.rsplit_once("/manifests/"))
-        .map_or(url, |(_, rest)| rest)
 }
 
 /// How to authorize pulls from `repository`: a bearer token if the registry issues one,

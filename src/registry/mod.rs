@@ -144,6 +144,17 @@ impl RegistryStore {
     }
 
     /// Makes sure oci-client knows which credentials to send to this registry.
+    /// This store as the one asking, for the requests of [`head`].
+    fn caller<'a>(&'a self, describe: &'a str) -> head::Caller<'a> {
+        head::Caller {
+            client: &self.client,
+            repository: &self.reference,
+            auth: &self.credentials.auth,
+            describe,
+            tried: &self.credentials.source,
+        }
+    }
+
     pub async fn ensure_auth(&self) {
         self.client
             .store_auth_if_needed(self.reference.resolve_registry(), &self.credentials.auth)
@@ -161,16 +172,13 @@ fn descriptor(digest: &str) -> OciDescriptor {
 impl Store for RegistryStore {
     async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
         let what = format!("manifest {reference}");
+        let describe = self.describe();
         let bytes = self
             .heads
             .manifest(
-                &self.client,
-                &self.reference,
-                &self.credentials.auth,
+                &self.caller(&describe),
                 reference,
                 media_types::ACCEPTED_MANIFESTS,
-                &self.describe(),
-                &self.credentials.source,
             )
             .await?;
         let digest = digest::sha256(&bytes);
@@ -194,16 +202,8 @@ impl Store for RegistryStore {
     }
 
     async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
-        self.heads
-            .size(
-                &self.client,
-                &self.reference,
-                &self.credentials.auth,
-                digest,
-                &self.describe(),
-                &self.credentials.source,
-            )
-            .await
+        let describe = self.describe();
+        self.heads.size(&self.caller(&describe), digest).await
     }
 
     async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
