@@ -309,3 +309,82 @@ async fn build_push_verifies_the_tag_and_the_daemon_pulls_and_runs_it() {
     assert_eq!(doc["findings"][0]["platform"], "linux/arm64");
     assert_eq!(doc["findings"][0]["path"], "/app");
 }
+
+/// Ctrl-C while `build --push` is publishing: the command stops (exit 2, "interrupted"),
+/// the tag is never written, and the publish cache keeps no temporary file.
+#[tokio::test]
+async fn ctrl_c_while_publishing_moves_no_tag_and_leaves_no_temporary_files() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if require("skopeo", which("skopeo")).is_none() {
+        return;
+    }
+    let p = Project::new();
+    let prefix = format!("{}/{}", registry.addr, unique("sigint"));
+    p.write(
+        "archbuild.toml",
+        format!(
+            "[defaults]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nregistry = \"{prefix}\"\n\n\
+             [images.big]\ncontext = \"big\"\ntags = [\"1.0\"]\n"
+        ),
+    );
+    p.write(
+        "big/Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY app-${TARGETARCH} /app\nCOPY data.bin /data.bin\nENTRYPOINT [\"/app\"]\n",
+    );
+    // 160 MB that gzip cannot shrink much: compressing and uploading it takes seconds.
+    let data: Vec<u8> = (0u64..160 << 20)
+        .map(|i| (i.wrapping_mul(6_364_136_223_846_793_005) >> 29) as u8)
+        .collect();
+    p.write("big/data.bin", data);
+    p.write_exec("big/app-amd64", static_program("linux/amd64", "big"));
+    p.write_exec("big/app-arm64", static_program("linux/arm64", "big"));
+    let child = p
+        .command(&["build", "big", "--push", "--progress", "plain"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Publishing has begun when its blob cache's temporary folder exists.
+    let tmp = p.path().join(".archbuild/cache/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !tmp.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "publishing never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    run_ok(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("interrupted: publishing was stopped"),
+        "{stderr}"
+    );
+    // The tag was never written: the registry has no 1.0 for the image.
+    let inspect = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{prefix}/big:1.0"))
+        .output()
+        .unwrap();
+    assert!(
+        !inspect.status.success(),
+        "the tag was written: {}",
+        describe(&inspect)
+    );
+    let stray: Vec<_> = walkdir::WalkDir::new(p.path().join(".archbuild"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.path().starts_with(&tmp) || e.file_name().to_string_lossy().ends_with(".tmp"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+}

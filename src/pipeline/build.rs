@@ -61,6 +61,23 @@ pub async fn build_plan<E: BuildEngine>(
     }
 }
 
+/// Runs `work` until it ends or SIGINT/SIGTERM arrives; on a signal `work` is dropped (its
+/// uploads cancelled, its temporary files removed by their own `Drop`) and the error says
+/// `interrupted: {what}`. Once tokio handles these signals the default action no longer ends
+/// the process, so every stage after the builds must listen for them itself.
+pub async fn until_signal<T>(
+    work: impl std::future::Future<Output = T>,
+    what: &str,
+) -> anyhow::Result<T> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        done = work => Ok(done),
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: {what}"),
+        _ = terminate.recv() => anyhow::bail!("interrupted: {what}"),
+    }
+}
+
 async fn cancel_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut terminate) = signal(SignalKind::terminate()) else {

@@ -119,14 +119,22 @@ pub async fn release<E: BuildEngine>(
             let watch = Stopwatch::start();
             let images = publish_images(project, &built);
             let opts = publish_options(project, options.compression);
-            let published = publish_all(&daemons, &images, &target, &opts).await?;
+            let published = build::until_signal(
+                publish_all(&daemons, &images, &target, &opts),
+                "publishing was stopped; tags are written only after every image's content is confirmed, and the temporary files were removed",
+            )
+            .await??;
             let step = match target {
                 Target::Push(_) => "push",
                 Target::Layout(_) => "write layout",
             };
             watch.stop(step, &mut timings);
             let watch = Stopwatch::start();
-            let verified = verify_published(project, &published, &target).await?;
+            let verified = build::until_signal(
+                verify_published(project, &published, &target),
+                "verification was stopped; the tags were already written",
+            )
+            .await??;
             watch.stop("verify", &mut timings);
             (published, verified)
         }
