@@ -10,6 +10,7 @@ use crate::elf::ElfReport;
 mod bounds;
 mod merge;
 mod scan;
+mod sniff;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
