@@ -381,3 +381,80 @@ async fn an_interrupted_push_keeps_the_old_tag_and_a_rerun_finishes() {
     let raw = skopeo_raw(&format!("docker://{repo}:1.0"));
     assert_eq!(sha256(&raw), done[0].index_digest);
 }
+
+/// A registry killed while committing a blob can leave the repository's link file empty;
+/// the CNCF registry then answers 500 to every HEAD of that blob (seen in CI after the outage
+/// test above). A re-run uploads such blobs again, which repairs them, instead of failing.
+#[tokio::test]
+async fn blobs_a_crashed_registry_answers_500_about_are_uploaded_again() {
+    let Some(docker) = docker().await else { return };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let repo = format!("{}/{}", registry.addr, unique("crashed"));
+    let opts = options(&work.path().join("cache"), Compression::Gzip);
+    let target = Target::Push(RegistryOptions::default());
+    let id = load_image(
+        "linux/amd64",
+        &[program_layer("linux/amd64", "crashed")],
+        work.path(),
+    );
+    let image = PublishImage {
+        name: "crashed".into(),
+        repository: Some(archbuild::reference::ImageRef::parse_repository(&repo).unwrap()),
+        tags: vec!["1.0".into()],
+        children: vec![(Platform::parse("linux/amd64").unwrap(), id)],
+    };
+    publish::publish(&docker, std::slice::from_ref(&image), &target, &opts)
+        .await
+        .unwrap();
+    let repository = repo.split_once('/').unwrap().1;
+    let layers = registry
+        .storage()
+        .join("docker/registry/v2/repositories")
+        .join(repository)
+        .join("_layers/sha256");
+    let mut emptied = 0;
+    for entry in walkdir::WalkDir::new(&layers)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if entry.file_name() == "link" {
+            std::fs::write(entry.path(), b"").unwrap();
+            emptied += 1;
+        }
+    }
+    assert!(emptied >= 2, "config and layer links: {emptied}");
+    let digest = {
+        let raw = skopeo_raw(&format!("docker://{repo}:1.0"));
+        let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let child: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("docker://{repo}@{digest}"))).unwrap();
+    let config = child["config"]["digest"].as_str().unwrap();
+    assert_eq!(
+        http_head(&registry.addr, &format!("/v2/{repository}/blobs/{config}")),
+        Some(500),
+        "the registry's own answer about an emptied link"
+    );
+
+    let done = publish::publish(&docker, &[image], &target, &opts)
+        .await
+        .expect("the re-run repairs the blobs");
+    assert!(done[0].stats.blobs_uploaded >= 2, "{:?}", done[0].stats);
+    assert_eq!(
+        http_head(&registry.addr, &format!("/v2/{repository}/blobs/{config}")),
+        Some(200)
+    );
+    let out = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{repo}:1.0"),
+    ]));
+    assert!(out.status.success());
+}

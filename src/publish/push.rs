@@ -14,7 +14,7 @@ use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
 
 use crate::oci::media_types as mt;
-use crate::registry::errors::is_transient;
+use crate::registry::errors::{is_transient, status};
 use crate::registry::RegistryStore;
 use crate::store::{RawManifest, Store, StoreError};
 
@@ -135,7 +135,7 @@ async fn push_blob(
     // while committing it) is told the blob again: the upload repairs it, or fails clearly.
     let exists = match with_retries(stats, || client.blob_exists(&target, &blob.digest)).await {
         Ok(exists) => exists,
-        Err(OciDistributionError::ServerError { code, .. }) if code >= 500 => false,
+        Err(e) if status(&e).is_some_and(|code| code >= 500) => false,
         Err(e) => return Err(store.error(&what, e)),
     };
     if exists {

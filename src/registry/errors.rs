@@ -73,13 +73,25 @@ pub fn map(e: E, store: &str, what: &str, tried: &str) -> StoreError {
     }
 }
 
-/// Whether an error is worth retrying: a dropped connection or a 5xx.
+/// The HTTP status an error carries, whichever way oci-client reported it: some requests
+/// (`blob_exists`) give reqwest's status error, others a `ServerError`.
+pub fn status(e: &E) -> Option<u16> {
+    match e {
+        E::RequestError(err) => err.status().map(|s| s.as_u16()),
+        E::ServerError { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// Whether an error is worth retrying: a dropped connection, a 5xx or a 429.
 pub fn is_transient(e: &E) -> bool {
+    if let Some(code) = status(e) {
+        return code >= 500 || code == 429;
+    }
     match e {
         E::RequestError(err) => {
             err.is_connect() || err.is_timeout() || err.is_request() || err.is_body()
         }
-        E::ServerError { code, .. } => *code >= 500 || *code == 429,
         E::IoError(_) => true,
         _ => false,
     }

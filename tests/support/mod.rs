@@ -148,11 +148,20 @@ impl Drop for Registry {
 
 /// A minimal HTTP/1.1 GET on loopback returning the status code.
 pub fn http_get(addr: &str, path: &str) -> Option<u16> {
+    http_status("GET", addr, path)
+}
+
+/// A minimal HTTP/1.1 HEAD on loopback returning the status code.
+pub fn http_head(addr: &str, path: &str) -> Option<u16> {
+    http_status("HEAD", addr, path)
+}
+
+fn http_status(method: &str, addr: &str, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut head = [0u8; 64];
