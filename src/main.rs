@@ -10,7 +10,7 @@ fn main() -> ExitCode {
             if archbuild::cli::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("archbuild: {err:#}");
+            eprintln!("archbuild: {}", archbuild::cli::message(&err));
             ExitCode::from(2)
         }
     }

@@ -24,8 +24,20 @@ pub type BlobReader = Pin<Box<dyn AsyncRead + Send + Unpin>>;
 pub enum StoreError {
     #[error("{what} not found in {store}")]
     NotFound { what: String, store: String },
-    #[error("{store} refused access ({detail}); credentials tried: {tried}")]
+    #[error(
+        "{store} refused access ({detail}); credentials consulted: {tried}; to log in, run `docker login {}`",
+        registry_of(store)
+    )]
     Unauthorized {
+        store: String,
+        detail: String,
+        tried: String,
+    },
+    #[error(
+        "{store}: the credentials from {tried} were accepted, but they do not allow this: {detail}; ask for push rights to the repository, or log in as an account that has them (`docker login {}`)",
+        registry_of(store)
+    )]
+    Forbidden {
         store: String,
         detail: String,
         tried: String,
@@ -47,6 +59,11 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The registry host of a store description (`host[:port]/repository` or `host[:port]`).
+fn registry_of(store: &str) -> &str {
+    store.split('/').next().unwrap_or(store)
 }
 
 /// A repository-like store: manifests by tag or digest, blobs by digest.

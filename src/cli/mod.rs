@@ -72,6 +72,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
+/// The error as printed: its chain joined with `: `, each cause left out when the text
+/// before it already says it (an error that quotes its source would otherwise print the
+/// same sentence twice).
+pub fn message(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// Whether an error is a closed standard output (`archbuild plan | head`), which exits quietly.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
@@ -93,3 +108,18 @@ pub mod progress;
 pub mod project;
 pub mod table;
 pub mod verify;
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading back r:1: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_printed_once() {
+        let err = anyhow::Error::new(Quoting(std::io::Error::other("401 refused")));
+        assert_eq!(super::message(&err), "reading back r:1: 401 refused");
+        let err = anyhow::Error::new(std::io::Error::other("inner")).context("outer");
+        assert_eq!(super::message(&err), "outer: inner");
+    }
+}

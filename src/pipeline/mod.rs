@@ -97,6 +97,9 @@ pub async fn release<E: BuildEngine>(
     events: mpsc::Sender<BuildEvent>,
 ) -> anyhow::Result<Release> {
     let mut timings = Vec::new();
+    if let Output::Push(registry) = &options.output {
+        stages::check_push_access(project, &plan.jobs, registry).await?;
+    }
     let watch = Stopwatch::start();
     let built = build_plan(engine, plan, &options.build, events).await?;
     watch.stop("build", &mut timings);

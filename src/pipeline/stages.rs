@@ -34,6 +34,12 @@ pub enum PipelineError {
     },
     #[error("publishing: {0}")]
     Publish(#[from] publish::PublishError),
+    #[error("push access, checked before building")]
+    PushAccess {
+        repository: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
     #[error("reading back {reference}: {source}")]
     Verify {
         reference: String,
@@ -142,6 +148,33 @@ pub fn publish_images(project: &Project, built: &[BuiltImage]) -> Vec<PublishIma
         }
     }
     images
+}
+
+/// Before anything is built: every repository `jobs` push to accepts a push with the
+/// configured credentials (each checked once, all at the same time), so that a missing login
+/// fails the release in a second instead of after the builds.
+pub async fn check_push_access(
+    project: &Project,
+    jobs: &[crate::plan::Job],
+    registry: &RegistryOptions,
+) -> Result<(), PipelineError> {
+    let mut repositories: Vec<&crate::reference::ImageRef> = jobs
+        .iter()
+        .filter_map(|job| project.images.get(&job.image)?.repository.as_ref())
+        .collect();
+    repositories.sort_by_key(|r| r.to_string());
+    repositories.dedup_by_key(|r| r.to_string());
+    let checks = repositories.iter().map(|repository| async move {
+        crate::registry::RegistryStore::new(repository, registry)
+            .check_push_access()
+            .await
+            .map_err(|source| PipelineError::PushAccess {
+                repository: repository.to_string(),
+                source,
+            })
+    });
+    futures_util::future::try_join_all(checks).await?;
+    Ok(())
 }
 
 /// Publishes every image to `target`.

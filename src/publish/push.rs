@@ -98,7 +98,7 @@ pub async fn push(
     mount_from: &[String],
     stats: &PushStats,
 ) -> Result<(), StoreError> {
-    store.ensure_auth().await;
+    store.authorize(true, mount_from).await?;
     // Futures collected first: a closure inside the stream would make the whole future
     // unusable with tokio::spawn (rust-lang/rust#104382).
     let uploads: Vec<_> = plan
@@ -110,6 +110,7 @@ pub async fn push(
         .buffer_unordered(CONCURRENT_UPLOADS)
         .try_collect::<Vec<()>>()
         .await?;
+    store.authorize(true, mount_from).await?;
     for child in &plan.children {
         put_manifest(store, &child.digest, child, stats).await?;
     }
@@ -128,6 +129,8 @@ async fn push_blob(
     mount_from: &[String],
     stats: &PushStats,
 ) -> Result<(), StoreError> {
+    // A fresh token for a long push (the cached one while it lasts).
+    store.authorize(true, mount_from).await?;
     let client = store.client();
     let target = store.reference_to("latest");
     let what = format!("blob {}", blob.digest);

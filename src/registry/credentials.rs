@@ -9,32 +9,64 @@ use std::path::Path;
 
 use oci_client::secrets::RegistryAuth;
 
-/// The credentials chosen for a registry and a description of where they came from
-/// (`"auths entry for 127.0.0.1:5000 in /home/me/.docker/config.json"`), safe to print.
-#[derive(Clone)]
-pub struct Credentials {
-    /// What oci-client sends.
-    pub auth: RegistryAuth,
-    /// Where they came from, for error messages; never contains a secret.
-    pub source: String,
+/// What the Docker configuration holds for a registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Anonymous,
+    /// A user name and password (or access token used as one), sent as Basic credentials
+    /// to the token server or to a Basic registry.
+    Password {
+        user: String,
+        password: String,
+    },
+    /// An OAuth2 refresh token (`identitytoken`, or a helper's answer for user `<token>`),
+    /// exchanged at the token server with `grant_type=refresh_token`; never sent to the
+    /// registry itself.
+    IdentityToken(String),
 }
 
-impl std::fmt::Debug for Credentials {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // RegistryAuth's own Debug redacts the secret.
-        f.debug_struct("Credentials")
-            .field("auth", &self.auth)
-            .field("source", &self.source)
-            .finish()
+        match self {
+            Secret::Anonymous => f.write_str("Anonymous"),
+            Secret::Password { user, .. } => write!(f, "Password({user}, <redacted>)"),
+            Secret::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
     }
+}
+
+/// The credentials chosen for a registry and a description of where they came from
+/// (`"auths entry for 127.0.0.1:5000 in /home/me/.docker/config.json"`), safe to print.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub secret: Secret,
+    /// Where they came from, for error messages; never contains a secret.
+    pub source: String,
 }
 
 impl Credentials {
     /// No credentials: anonymous access.
     pub fn anonymous(why: impl Into<String>) -> Self {
         Credentials {
-            auth: RegistryAuth::Anonymous,
+            secret: Secret::Anonymous,
             source: why.into(),
+        }
+    }
+
+    /// Whether any credential was found.
+    pub fn is_anonymous(&self) -> bool {
+        self.secret == Secret::Anonymous
+    }
+
+    /// What oci-client is given for the requests it authorizes itself once a token archbuild
+    /// obtained has expired: the password, or nothing (an identity token is only ever
+    /// exchanged by [`super::token`]).
+    pub fn fallback(&self) -> RegistryAuth {
+        match &self.secret {
+            Secret::Password { user, password } => {
+                RegistryAuth::Basic(user.clone(), password.clone())
+            }
+            _ => RegistryAuth::Anonymous,
         }
     }
 }
@@ -117,11 +149,11 @@ pub fn lookup(registry: &str, config_dir: Option<&Path>) -> Credentials {
     };
     match docker_credential::get_credential_from_reader(text.as_slice(), key) {
         Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => Credentials {
-            auth: RegistryAuth::Basic(user, password),
+            secret: Secret::Password { user, password },
             source,
         },
         Ok(docker_credential::DockerCredential::IdentityToken(token)) => Credentials {
-            auth: RegistryAuth::Bearer(token),
+            secret: Secret::IdentityToken(token),
             source,
         },
         // The error's Display may carry a helper's output; only its kind is kept.
@@ -158,8 +190,11 @@ mod tests {
         let dir = config(r#"{"auths":{"127.0.0.1:5000":{"auth":"YnVpbGRlcjpzM2NyZXQtcHc="}}}"#);
         let c = lookup("127.0.0.1:5000", Some(dir.path()));
         assert_eq!(
-            c.auth,
-            RegistryAuth::Basic("builder".into(), "s3cret-pw".into())
+            c.secret,
+            Secret::Password {
+                user: "builder".into(),
+                password: "s3cret-pw".into()
+            }
         );
         assert!(c.source.starts_with("auths entry for 127.0.0.1:5000"));
         assert!(!format!("{c:?}").contains("s3cret-pw"));
@@ -169,7 +204,13 @@ mod tests {
     fn docker_hub_and_url_keys() {
         let dir = config(r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"}}}"#);
         let c = lookup("docker.io", Some(dir.path()));
-        assert_eq!(c.auth, RegistryAuth::Basic("u".into(), "p".into()));
+        assert_eq!(
+            c.secret,
+            Secret::Password {
+                user: "u".into(),
+                password: "p".into()
+            }
+        );
         let dir = config(r#"{"auths":{"https://reg.example.com":{"auth":"dTpw"}}}"#);
         assert!(lookup("reg.example.com", Some(dir.path()))
             .source
@@ -180,7 +221,7 @@ mod tests {
     fn missing_helper_falls_back_to_anonymous_and_says_so() {
         let dir = config(r#"{"credHelpers":{"reg.example.com":"archbuild-test-nonexistent"}}"#);
         let c = lookup("reg.example.com", Some(dir.path()));
-        assert_eq!(c.auth, RegistryAuth::Anonymous);
+        assert!(c.is_anonymous());
         assert!(
             c.source
                 .contains("docker-credential-archbuild-test-nonexistent"),
@@ -194,7 +235,7 @@ mod tests {
     fn no_entry_is_anonymous() {
         let dir = config(r#"{"auths":{"other:5000":{"auth":"dTpw"}}}"#);
         let c = lookup("127.0.0.1:5000", Some(dir.path()));
-        assert_eq!(c.auth, RegistryAuth::Anonymous);
+        assert!(c.is_anonymous());
         assert!(c.source.starts_with("none"));
         let c = lookup("127.0.0.1:5000", Some(Path::new("/nonexistent-archbuild")));
         assert!(c.source.contains("does not exist"));

@@ -4,17 +4,42 @@
 
 use oci_client::errors::{OciDistributionError as E, OciErrorCode};
 
+use super::Credentials;
 use crate::store::StoreError;
 
+/// The error for a registry's 401 or 403 (`status`) about `store`: credentials refused or
+/// missing (`Unauthorized`, which says how to log in), or credentials that were accepted but
+/// lack the right asked for (`Forbidden`: a 403, or a 401 although a token was issued for
+/// them, as distribution answers `insufficient_scope`).
+pub fn refused(store: &str, status: u16, detail: String, credentials: &Credentials) -> StoreError {
+    let (store, tried) = (store.to_string(), credentials.source.clone());
+    if credentials.is_anonymous() {
+        StoreError::Unauthorized {
+            store,
+            detail,
+            tried,
+        }
+    } else if status == 403 || detail.contains("insufficient_scope") {
+        StoreError::Forbidden {
+            store,
+            detail,
+            tried,
+        }
+    } else {
+        StoreError::Unauthorized {
+            store,
+            detail,
+            tried,
+        }
+    }
+}
+
 /// Maps an oci-client error about `what` (e.g. `manifest 1.0`) in `store` to a [`StoreError`];
-/// `tried` names the credential source (see [`super::Credentials::source`]).
-pub fn map(e: E, store: &str, what: &str, tried: &str) -> StoreError {
+/// `credentials` say where the credentials came from (never what they are).
+pub fn map(e: E, store: &str, what: &str, credentials: &Credentials) -> StoreError {
+    let unauthorized = |detail: String| refused(store, 401, detail, credentials);
+    let forbidden = |detail: String| refused(store, 403, detail, credentials);
     let store = store.to_string();
-    let unauthorized = |detail: String| StoreError::Unauthorized {
-        store: store.clone(),
-        detail,
-        tried: tried.to_string(),
-    };
     let not_found = |what: String| StoreError::NotFound {
         what,
         store: store.clone(),
@@ -26,7 +51,11 @@ pub fn map(e: E, store: &str, what: &str, tried: &str) -> StoreError {
                 detail: chain(&err),
             }
         }
-        E::UnauthorizedError { .. } => unauthorized("401 Unauthorized".into()),
+        E::RequestError(err) if matches!(err.status().map(|s| s.as_u16()), Some(401 | 403)) => {
+            let code = err.status().map_or(401, |s| s.as_u16());
+            refused(&store, code, format!("{code} on {what}"), credentials)
+        }
+        E::UnauthorizedError { .. } => unauthorized(format!("401 Unauthorized on {what}")),
         E::AuthenticationFailure(reason) => {
             unauthorized(format!("token request refused: {}", first_line(&reason)))
         }
@@ -37,7 +66,7 @@ pub fn map(e: E, store: &str, what: &str, tried: &str) -> StoreError {
                 Some(OciErrorCode::Unauthorized) => {
                     unauthorized(format!("UNAUTHORIZED: {message}"))
                 }
-                Some(OciErrorCode::Denied) => unauthorized(format!("DENIED: {message}")),
+                Some(OciErrorCode::Denied) => forbidden(format!("DENIED: {message}")),
                 Some(OciErrorCode::NameUnknown) => not_found("repository".into()),
                 Some(OciErrorCode::ManifestUnknown | OciErrorCode::NotFound) => {
                     not_found(what.into())
@@ -50,8 +79,8 @@ pub fn map(e: E, store: &str, what: &str, tried: &str) -> StoreError {
             }
         }
         E::ServerError { code, message, .. } => match code {
-            401 => unauthorized("401 Unauthorized".into()),
-            403 => unauthorized("403 Forbidden".into()),
+            401 => unauthorized(format!("401 Unauthorized on {what}")),
+            403 => forbidden(format!("403 Forbidden on {what}")),
             404 => not_found(what.into()),
             _ => StoreError::Other {
                 store: store.clone(),

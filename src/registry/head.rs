@@ -6,82 +6,32 @@
 //!   [`MAX_MANIFEST_BYTES`] (oci-client reads a manifest body whole, whatever its size, so a
 //!   hostile registry could answer with gigabytes).
 //!
-//! Authorization is obtained once through oci-client (a bearer token when the registry asks
-//! for one, the configured Basic credentials otherwise) and reused for every request; the
-//! header is never logged or shown.
+//! Both carry the grant [`super::token::Authorizer`] gave for the repository; the header is
+//! never logged or shown.
 
-use std::sync::Arc;
-
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
 use reqwest::StatusCode;
-use tokio::sync::OnceCell;
 
+use super::token::{Authorizer, Grant};
 use crate::store::StoreError;
 
 /// The largest manifest or index read: containerd's limit (4 MiB). Real ones are a few KiB.
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
-/// Who asks: one repository's client and credentials, and how errors name the store
-/// (`describe`) and the credentials' source (`tried`).
-#[derive(Clone, Copy)]
+/// Who asks: the registry's authorizer, the repository, the grant for reading it, and how
+/// errors name the store.
 pub struct Caller<'a> {
-    pub client: &'a Client,
-    pub repository: &'a Reference,
-    pub auth: &'a RegistryAuth,
+    pub authorizer: &'a Authorizer,
+    pub repository: &'a str,
+    pub grant: Grant,
     pub describe: &'a str,
-    pub tried: &'a str,
 }
 
-/// The HEAD side of a [`super::RegistryStore`] for one repository; cheap to clone.
-#[derive(Clone)]
-pub struct BlobHeads {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    scheme: &'static str,
-    /// Shared by every repository of the registry (one connection pool).
-    http: Arc<OnceCell<reqwest::Client>>,
-    /// Per repository: a bearer token's scope is one repository.
-    authorization: OnceCell<Authorization>,
-}
-
-/// What a HEAD carries to prove who is asking.
-enum Authorization {
-    Bearer(String),
-    Basic(String, String),
-    None,
-}
-
-impl BlobHeads {
-    /// HEADs over plain HTTP or HTTPS.
-    pub fn new(plain_http: bool) -> BlobHeads {
-        BlobHeads {
-            inner: Arc::new(Inner {
-                scheme: if plain_http { "http" } else { "https" },
-                http: Arc::new(OnceCell::new()),
-                authorization: OnceCell::new(),
-            }),
-        }
-    }
-
-    /// HEADs for another repository of the same registry, over the same connections.
-    pub fn for_other_repository(&self) -> BlobHeads {
-        BlobHeads {
-            inner: Arc::new(Inner {
-                scheme: self.inner.scheme,
-                http: self.inner.http.clone(),
-                authorization: OnceCell::new(),
-            }),
-        }
-    }
-
+impl Caller<'_> {
     /// The size of `digest` in the caller's repository, `None` when it is not there.
-    pub async fn size(&self, who: &Caller<'_>, digest: &str) -> Result<Option<u64>, StoreError> {
-        let (describe, tried) = (who.describe, who.tried);
+    pub async fn size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
+        let describe = self.describe;
         let request = self
-            .request(reqwest::Method::HEAD, who, &format!("blobs/{digest}"))
+            .request(reqwest::Method::HEAD, &format!("blobs/{digest}"))
             .await?;
         let unreachable = |e| unreachable(describe, e);
         let response = request.send().await.map_err(unreachable)?;
@@ -92,11 +42,10 @@ impl BlobHeads {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())),
             StatusCode::NOT_FOUND => Ok(None),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(StoreError::Unauthorized {
-                store: describe.to_string(),
-                detail: format!("{} on HEAD of blob {digest}", response.status()),
-                tried: tried.to_string(),
-            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.refused(
+                response.status(),
+                format!("{} on HEAD of blob {digest}", response.status()),
+            )),
             status => Err(StoreError::Other {
                 store: describe.to_string(),
                 detail: format!("HEAD of blob {digest} answered {status}"),
@@ -106,16 +55,11 @@ impl BlobHeads {
 
     /// The manifest `reference` (a tag or digest) of the caller's repository, read within
     /// [`MAX_MANIFEST_BYTES`]; `accept` lists the media types asked for.
-    pub async fn manifest(
-        &self,
-        who: &Caller<'_>,
-        reference: &str,
-        accept: &[&str],
-    ) -> Result<Vec<u8>, StoreError> {
-        let (describe, tried) = (who.describe, who.tried);
+    pub async fn manifest(&self, reference: &str, accept: &[&str]) -> Result<Vec<u8>, StoreError> {
+        let describe = self.describe;
         let what = format!("manifest {reference}");
         let request = self
-            .request(reqwest::Method::GET, who, &format!("manifests/{reference}"))
+            .request(reqwest::Method::GET, &format!("manifests/{reference}"))
             .await?
             .header(reqwest::header::ACCEPT, accept.join(", "));
         let unreachable = |e| unreachable(describe, e);
@@ -129,11 +73,10 @@ impl BlobHeads {
                 })
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(StoreError::Unauthorized {
-                    store: describe.to_string(),
-                    detail: format!("{} on GET of {what}", response.status()),
-                    tried: tried.to_string(),
-                })
+                return Err(self.refused(
+                    response.status(),
+                    format!("{} on GET of {what}", response.status()),
+                ))
             }
             status => {
                 return Err(StoreError::Other {
@@ -166,59 +109,21 @@ impl BlobHeads {
         Ok(body)
     }
 
-    /// A request for `path` under the caller's `/v2/<repository>/`, carrying the
-    /// repository's authorization (obtained once).
+    /// A request for `path` under the caller's `/v2/<repository>/` with the caller's grant.
     async fn request(
         &self,
         method: reqwest::Method,
-        who: &Caller<'_>,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, StoreError> {
-        let Caller {
-            client,
-            repository,
-            auth,
-            describe,
-            tried,
-        } = *who;
-        let url = format!(
-            "{}://{}/v2/{}/{path}",
-            self.inner.scheme,
-            repository.resolve_registry(),
-            repository.repository()
-        );
-        let http = self
-            .inner
-            .http
-            .get_or_try_init(|| async { self.build_client() })
-            .await
-            .map_err(|e| unreachable(describe, e))?;
-        let authorization = self
-            .inner
-            .authorization
-            .get_or_try_init(|| async { authorization(client, repository, auth).await })
-            .await
-            .map_err(|e| super::errors::map(e, describe, path, tried))?;
-        let request = http.request(method, &url);
-        Ok(match authorization {
-            Authorization::Bearer(token) => request.bearer_auth(token),
-            Authorization::Basic(user, password) => request.basic_auth(user, Some(password)),
-            Authorization::None => request,
-        })
+        let url = format!("{}{}/{path}", self.authorizer.base_url(), self.repository);
+        let http = self.authorizer.http().await?;
+        Ok(self.grant.apply(http.request(method, &url)))
     }
 
-    /// A client for these requests: over plain HTTP no TLS roots are loaded (that alone took a
-    /// quarter of a `verify`'s CPU time).
-    fn build_client(&self) -> reqwest::Result<reqwest::Client> {
-        let builder = reqwest::Client::builder()
-            .user_agent(concat!("archbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10));
-        let builder = if self.inner.scheme == "http" {
-            builder.tls_certs_only(std::iter::empty())
-        } else {
-            builder
-        };
-        builder.build()
+    /// The error for a 401 or 403: refused credentials, or accepted ones lacking the right.
+    fn refused(&self, status: StatusCode, detail: String) -> StoreError {
+        let credentials = self.authorizer.credentials();
+        super::errors::refused(self.describe, status.as_u16(), detail, credentials)
     }
 }
 
@@ -227,23 +132,4 @@ fn unreachable(describe: &str, e: reqwest::Error) -> StoreError {
         store: describe.to_string(),
         detail: e.without_url().to_string(),
     }
-}
-
-/// How to authorize pulls from `repository`: a bearer token if the registry issues one,
-/// Basic credentials if configured and no token is issued, else nothing.
-async fn authorization(
-    client: &Client,
-    repository: &Reference,
-    auth: &RegistryAuth,
-) -> Result<Authorization, oci_client::errors::OciDistributionError> {
-    if let Some(token) = client
-        .auth(repository, auth, RegistryOperation::Pull)
-        .await?
-    {
-        return Ok(Authorization::Bearer(token));
-    }
-    Ok(match auth {
-        RegistryAuth::Basic(user, password) => Authorization::Basic(user.clone(), password.clone()),
-        _ => Authorization::None,
-    })
 }

@@ -7,13 +7,16 @@
 pub mod credentials;
 pub mod errors;
 mod head;
+pub mod token;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
-use oci_client::{Client, Reference};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::oci::{digest, media_types};
 use crate::reference::ImageRef;
@@ -21,6 +24,7 @@ use crate::source::is_loopback_registry;
 use crate::store::{BlobReader, RawManifest, Store, StoreError};
 
 pub use credentials::Credentials;
+use token::{Authorizer, Grant};
 
 /// How to reach registries: which may be spoken to over plain HTTP, and where the Docker
 /// client configuration lives.
@@ -54,8 +58,8 @@ fn repository_of(reference: &ImageRef) -> Reference {
 pub struct RegistryStore {
     client: Client,
     reference: Reference,
-    credentials: Credentials,
-    heads: head::BlobHeads,
+    /// Shared by every repository of the registry (one connection pool, one token cache).
+    authorizer: Arc<Authorizer>,
 }
 
 impl RegistryStore {
@@ -82,11 +86,11 @@ impl RegistryStore {
             .clone()
             .or_else(crate::endpoint::docker_config_dir);
         let credentials = credentials::lookup(&registry, config_dir.as_deref());
+        let authorizer = Authorizer::new(&registry, opts.is_plain_http(&registry), credentials);
         RegistryStore {
             client: Client::new(config),
             reference,
-            credentials,
-            heads: head::BlobHeads::new(opts.is_plain_http(&registry)),
+            authorizer: Arc::new(authorizer),
         }
     }
 
@@ -101,19 +105,18 @@ impl RegistryStore {
         RegistryStore {
             client: self.client.clone(),
             reference: other,
-            credentials: self.credentials.clone(),
-            heads: self.heads.for_other_repository(),
+            authorizer: self.authorizer.clone(),
         }
     }
 
-    /// The oci-client client, authenticated lazily with [`RegistryStore::credentials`].
+    /// The oci-client client; [`RegistryStore::authorize`] gives it a token first.
     pub fn client(&self) -> &Client {
         &self.client
     }
 
     /// The credentials used and where they came from.
     pub fn credentials(&self) -> &Credentials {
-        &self.credentials
+        self.authorizer.credentials()
     }
 
     /// `registry/repository`.
@@ -140,25 +143,113 @@ impl RegistryStore {
 
     /// Maps an oci-client error about `what` to a [`StoreError`].
     pub fn error(&self, what: &str, e: oci_client::errors::OciDistributionError) -> StoreError {
-        errors::map(e, &self.describe(), what, &self.credentials.source)
+        errors::map(e, &self.describe(), what, self.credentials())
     }
 
-    /// Makes sure oci-client knows which credentials to send to this registry.
-    /// This store as the one asking, for the requests of [`head`].
-    fn caller<'a>(&'a self, describe: &'a str) -> head::Caller<'a> {
-        head::Caller {
-            client: &self.client,
-            repository: &self.reference,
-            auth: &self.credentials.auth,
-            describe,
-            tried: &self.credentials.source,
+    /// The grant for reading this repository or, with `push`, for writing it and reading
+    /// each of `mount_from` (other repositories of the registry, `repo/name`).
+    async fn grant(&self, push: bool, mount_from: &[String]) -> Result<Grant, StoreError> {
+        let mut scopes = vec![token::scope(self.reference.repository(), push)];
+        scopes.extend(mount_from.iter().map(|r| token::scope(r, false)));
+        self.authorizer.grant(&scopes).await
+    }
+
+    /// Gives oci-client the token for what comes next (reading, or pushing with mounts from
+    /// `mount_from`); cheap while the token is fresh, so it is called before each request
+    /// group and a long push gets a new token before the old one expires.
+    pub async fn authorize(&self, push: bool, mount_from: &[String]) -> Result<(), StoreError> {
+        let grant = self.grant(push, mount_from).await?;
+        let registry = self.reference.resolve_registry();
+        // What oci-client falls back to if a token of ours expires in its hands.
+        self.client
+            .store_auth_if_needed(registry, &self.credentials().fallback())
+            .await;
+        if let Grant::Bearer(token) = grant {
+            let op = if push {
+                RegistryOperation::Push
+            } else {
+                RegistryOperation::Pull
+            };
+            // With a bearer given, oci-client only files it in its cache (no request).
+            let _ = self
+                .client
+                .auth(&self.reference, &RegistryAuth::Bearer(token), op)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Checks, before anything is built, that this repository can be pushed to: a token for
+    /// the push scope, then an upload opened and cancelled, since a registry may issue a
+    /// token with fewer rights than asked and only refuse at the first write.
+    pub async fn check_push_access(&self) -> Result<(), StoreError> {
+        let describe = self.describe();
+        let grant = self.grant(true, &[]).await?;
+        let base = format!(
+            "{}{}/",
+            self.authorizer.base_url(),
+            self.reference.repository()
+        );
+        let http = self.authorizer.http().await?;
+        let unreachable = |e: reqwest::Error| StoreError::Unreachable {
+            store: describe.clone(),
+            detail: e.without_url().to_string(),
+        };
+        let response = grant
+            .apply(http.post(format!("{base}blobs/uploads/")))
+            .header(reqwest::header::CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        match status {
+            200..=299 => {
+                if let Some(location) = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| response.url().join(l).ok())
+                {
+                    // Cancelling is a courtesy: registries expire abandoned uploads anyway.
+                    let _ = grant.apply(http.delete(location)).send().await;
+                }
+                Ok(())
+            }
+            401 | 403 => {
+                let scope_error = if challenge.contains("insufficient_scope") {
+                    " (insufficient_scope)"
+                } else {
+                    ""
+                };
+                let detail = format!("{status} on opening an upload{scope_error}");
+                Err(errors::refused(
+                    &describe,
+                    status,
+                    detail,
+                    self.credentials(),
+                ))
+            }
+            _ => Err(StoreError::Other {
+                store: describe,
+                detail: format!("opening an upload answered {status}"),
+            }),
         }
     }
 
-    pub async fn ensure_auth(&self) {
-        self.client
-            .store_auth_if_needed(self.reference.resolve_registry(), &self.credentials.auth)
-            .await;
+    /// This store as the one asking, for the requests of [`head`].
+    async fn caller<'a>(&'a self, describe: &'a str) -> Result<head::Caller<'a>, StoreError> {
+        Ok(head::Caller {
+            authorizer: &self.authorizer,
+            repository: self.reference.repository(),
+            grant: self.grant(false, &[]).await?,
+            describe,
+        })
     }
 }
 
@@ -174,12 +265,9 @@ impl Store for RegistryStore {
         let what = format!("manifest {reference}");
         let describe = self.describe();
         let bytes = self
-            .heads
-            .manifest(
-                &self.caller(&describe),
-                reference,
-                media_types::ACCEPTED_MANIFESTS,
-            )
+            .caller(&describe)
+            .await?
+            .manifest(reference, media_types::ACCEPTED_MANIFESTS)
             .await?;
         let digest = digest::sha256(&bytes);
         if reference.starts_with("sha256:") && digest != reference {
@@ -203,11 +291,11 @@ impl Store for RegistryStore {
 
     async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
         let describe = self.describe();
-        self.heads.size(&self.caller(&describe), digest).await
+        self.caller(&describe).await?.size(digest).await
     }
 
     async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
-        self.ensure_auth().await;
+        self.authorize(false, &[]).await?;
         let stream = self
             .client
             .pull_blob_stream(&self.reference, &descriptor(digest))

@@ -7,6 +7,8 @@
 //! the run when `CI` is set: a green CI always means the end-to-end suite ran.
 #![allow(dead_code)]
 
+pub mod auth;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -72,6 +74,12 @@ pub struct Registry {
 impl Registry {
     /// Starts `docker-registry serve` and waits until `/v2/` answers.
     pub fn start() -> Option<Registry> {
+        Registry::start_with(|_| String::new())
+    }
+
+    /// Starts a registry whose configuration ends with `extra(storage folder)` (an `auth:`
+    /// section, for instance).
+    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Option<Registry> {
         let binary = which("docker-registry");
         require(
             "the docker-registry program (Debian package docker-registry)",
@@ -84,8 +92,9 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                root.display()
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+                root.display(),
+                extra(storage.path())
             ),
         )
         .expect("registry config");
@@ -121,7 +130,8 @@ impl Registry {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if http_get(&self.addr, "/v2/").is_some_and(|s| s == 200) {
+            // 401 when the registry asks for authentication.
+            if http_get(&self.addr, "/v2/").is_some_and(|s| s == 200 || s == 401) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
