@@ -1,13 +1,14 @@
 //! `archbuild build`: the project file and its plan, then the release the library runs
 //! ([`pipeline::release`]: build, check, publish or write the layout, verify, report), with
 //! progress drawn on standard error. Ctrl-C (or SIGTERM) cancels the builds and exits 2.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
 use crate::buildkit::{BuildOptions, DockerEngine};
 use crate::cli::progress::{self, ProgressMode};
 use crate::cli::{build_output, project, Context};
+use crate::config::overrides::{self, Overrides};
 use crate::config::Project;
 use crate::endpoint::EndpointEnv;
 use crate::finding::Outcome;
@@ -17,9 +18,30 @@ use crate::plan;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Only these images (the NAME of [images.NAME]); all when none are given.
-    #[arg(value_name = "IMAGE")]
+    /// Only these images (the NAME of [images.NAME]); all when none are given. Without an
+    /// archbuild.toml: the build context folder, as `docker build CONTEXT`.
+    #[arg(value_name = "IMAGE|CONTEXT")]
     pub images: Vec<String>,
+    /// As `docker build -t`: the image's [REGISTRY/]REPOSITORY[:TAG] (repeatable, one
+    /// repository); overrides the project file's repository and tags for this run.
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// As `docker build -f`: the Dockerfile, relative to the current folder.
+    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
+    pub file: Option<PathBuf>,
+    /// A build argument KEY=VALUE (KEY alone: from the environment), added to the project's.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// The Dockerfile stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// A label KEY=VALUE for the image, added to the project's.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// The platforms to build, comma-separated (default without a project file:
+    /// linux/amd64,linux/arm64).
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
     /// Push each image's index to its repository instead of writing the OCI layout.
     #[arg(long)]
     pub push: bool,
@@ -55,8 +77,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<Outcome> {
-    let project = project::load(ctx)?;
-    let plan = plan::expand(&project, &EndpointEnv::from_process(), &args.images)?;
+    let (project, images) = project_of(&args, ctx)?;
+    let plan = plan::expand(&project, &EndpointEnv::from_process(), &images)?;
     let engine = DockerEngine::new();
     let general = pipeline::preflight(&engine, &plan).await;
     if !args.json {
@@ -80,6 +102,42 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<Outcome> {
     }
     build_output::print(&release, args.json)?;
     Ok(release.outcome())
+}
+
+/// The project of this run and the images selected: the project file with the `docker
+/// build` flags applied, or, without a project file, the one image the flags and the context
+/// describe.
+fn project_of(args: &Args, ctx: &Context) -> anyhow::Result<(Project, Vec<String>)> {
+    let cwd = std::env::current_dir()?;
+    let overrides = Overrides {
+        tags: args.tags.clone(),
+        dockerfile: args.file.clone(),
+        build_args: args.build_args.clone(),
+        target: args.target.clone(),
+        labels: args.labels.clone(),
+        platforms: args.platform.clone(),
+    };
+    let env = |key: &str| std::env::var(key).ok();
+    match project::load_optional(ctx)? {
+        Some(mut project) => {
+            overrides::apply(&mut project, &args.images, &cwd, &overrides, &env)
+                .map_err(anyhow::Error::msg)?;
+            Ok((project, args.images.clone()))
+        }
+        None => {
+            let [context] = args.images.as_slice() else {
+                anyhow::bail!(
+                    "no {} in {} or any parent folder; give the build context as `docker build` takes it (`archbuild build -t REF .`), or run `archbuild init` to write a project file",
+                    crate::config::FILE_NAME,
+                    cwd.display()
+                );
+            };
+            let project =
+                overrides::project_for_context(Path::new(context), &cwd, &overrides, &env)
+                    .map_err(anyhow::Error::msg)?;
+            Ok((project, Vec::new()))
+        }
+    }
 }
 
 fn release_options(args: &Args, project: &Project) -> ReleaseOptions {

@@ -24,6 +24,16 @@ pub fn load(ctx: &Context) -> anyhow::Result<Project> {
     }
 }
 
+/// Like [`load`], but `None` when no `--config` was given and no `archbuild.toml` is found
+/// (the `docker build` drop-in then builds from the flags alone).
+pub fn load_optional(ctx: &Context) -> anyhow::Result<Option<Project>> {
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    match config::locate(ctx.config.as_deref(), &cwd) {
+        Err(config::LocateError::NotFound { .. }) => Ok(None),
+        _ => load(ctx).map(Some),
+    }
+}
+
 /// The path as a user would write it from `cwd`: relative when it is inside `cwd`.
 fn shown(path: &Path, cwd: &Path) -> PathBuf {
     match path.strip_prefix(cwd) {

@@ -7,6 +7,7 @@
 
 mod diagnostic;
 mod locate;
+pub mod overrides;
 mod raw;
 pub use crate::reference;
 mod resolve;
