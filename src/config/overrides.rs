@@ -255,3 +255,78 @@ fn image_name(repository: Option<&ImageRef>, context: &Path) -> String {
         name.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_share_one_repository_and_default_to_latest() {
+        let refs = |r: &[&str]| references(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let (repo, tags) = refs(&["app:1", "app", "docker.io/library/app:2"]).unwrap();
+        assert_eq!(repo.unwrap().name(), "docker.io/library/app");
+        assert_eq!(tags, ["1", "latest", "2"]);
+        let err = refs(&["reg.io/a:1", "reg.io/b:1"]).unwrap_err();
+        assert!(err.contains("same repository (reg.io/a)"), "{err}");
+        let digest = format!("app@sha256:{}", "a".repeat(64));
+        assert!(refs(&[&digest])
+            .unwrap_err()
+            .contains("a digest cannot be a tag"));
+        assert!(refs(&["team/UPPER"])
+            .unwrap_err()
+            .starts_with("-t team/UPPER: "));
+    }
+
+    #[test]
+    fn names_come_from_the_repository_or_the_context_folder() {
+        let r: ImageRef = "reg.io/team/web-app:1".parse().unwrap();
+        assert_eq!(image_name(Some(&r), Path::new("/x")), "web-app");
+        assert_eq!(image_name(None, Path::new("/src/My Service")), "my-service");
+        assert_eq!(image_name(None, Path::new("/")), "image");
+    }
+
+    #[test]
+    fn build_args_and_labels_take_docker_forms() {
+        assert_eq!(pair("--label", "a=b=c").unwrap(), ("a", Some("b=c")));
+        assert_eq!(
+            pair("--build-arg", "HTTP_PROXY").unwrap(),
+            ("HTTP_PROXY", None)
+        );
+        assert!(pair("--build-arg", "=x").unwrap_err().contains("KEY=VALUE"));
+        assert!(pair("--label", "a b=c").is_err());
+        assert_eq!(
+            platforms("linux/arm64, linux/amd64,linux/arm64")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(platforms(",").unwrap_err().contains("no platform given"));
+    }
+
+    #[test]
+    fn a_context_becomes_a_one_image_project() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("svc")).unwrap();
+        std::fs::write(dir.path().join("svc/Dockerfile"), "FROM scratch\n").unwrap();
+        let o = Overrides {
+            build_args: vec!["FROM_ENV".into(), "UNSET".into(), "V=1".into()],
+            labels: vec!["team".into()],
+            ..Default::default()
+        };
+        let env = |k: &str| (k == "FROM_ENV").then(|| "yes".to_string());
+        let p = project_for_context(Path::new("svc"), dir.path(), &o, &env).unwrap();
+        let image = &p.images["svc"];
+        assert_eq!(image.tags, ["latest"]);
+        assert_eq!(image.repository, None);
+        assert_eq!(image.platforms.len(), 2);
+        assert_eq!(image.dockerfile, dir.path().join("svc/Dockerfile"));
+        let args: Vec<(&str, &str)> = image
+            .build_args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(args, [("FROM_ENV", "yes"), ("V", "1")]);
+        assert_eq!(image.labels["team"], "");
+        assert_eq!(p.output, dir.path().join(".archbuild/oci"));
+    }
+}
