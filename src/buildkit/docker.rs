@@ -147,6 +147,7 @@ fn build_options(job: &EngineJob, spec: &ContextSpec) -> BuildImageOptions {
         buildargs: Some(request.build_args.clone().into_iter().collect()),
         labels: Some(job.labels.clone().into_iter().collect()),
         nocache: job.no_cache,
+        pull: job.pull.then(|| "1".to_string()),
         rm: true,
         version: BuilderVersion::BuilderBuildKit,
         session: Some(session_id()),

@@ -31,6 +31,8 @@ pub struct EngineJob {
     /// `archbuild-tmp/<image>:<os>-<arch>-<random>`.
     pub temporary_tag: ImageRef,
     pub no_cache: bool,
+    /// Ask BuildKit to pull the `FROM` images even if the daemon has them (a base moved).
+    pub pull: bool,
     /// The builder's own platform, for error messages.
     pub builder_platform: Option<Platform>,
     /// The stages the Dockerfile declares, for the unknown-target error.

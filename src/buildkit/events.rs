@@ -50,6 +50,9 @@ pub enum BuildEvent {
         endpoint: String,
         /// Whether its `RUN` steps will run under emulation.
         emulated: bool,
+        /// Why an earlier build's image is not reused, when something outside the context
+        /// changed (a base image that moved).
+        rebuild_reason: Option<String>,
     },
     StepStarted {
         job: JobLabel,

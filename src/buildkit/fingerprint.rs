@@ -20,7 +20,7 @@ use super::context::{self, ContextSpec};
 use super::{BuildError, Job};
 
 /// Bumped when what goes into the fingerprint changes.
-const VERSION: &str = "archbuild-fingerprint-v1";
+const VERSION: &str = "archbuild-fingerprint-v2";
 
 /// What the cache remembers about one (image, platform, endpoint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,12 +30,16 @@ pub struct CacheEntry {
     pub endpoint: String,
     pub fingerprint: String,
     pub image_id: String,
+    /// The base images and their digests when it was built.
+    #[serde(default)]
+    pub bases: Vec<super::bases::ResolvedBase>,
 }
 
 /// The fingerprint of a job's inputs.
 pub fn compute(
     request: &Job,
     labels: &std::collections::BTreeMap<String, String>,
+    bases: &[super::bases::ResolvedBase],
 ) -> Result<String, BuildError> {
     let spec = context::prepare(&request.context, &request.dockerfile)?;
     let mut hash = Sha256::new();
@@ -52,6 +56,10 @@ pub fn compute(
     }
     for (k, v) in labels {
         field("label", &format!("{k}={v}"));
+    }
+    for base in bases {
+        let digest = base.digest.as_deref().unwrap_or("unresolved");
+        field("base", &format!("{} {digest}", base.reference));
     }
     let dockerfile =
         std::fs::read(&request.dockerfile).map_err(|e| BuildError::io(&request.dockerfile, e))?;
@@ -144,21 +152,33 @@ mod tests {
         std::fs::write(dir.path().join("app"), "v1").unwrap();
         let req = request(dir.path());
         let labels = BTreeMap::new();
-        let first = compute(&req, &labels).unwrap();
-        assert_eq!(first, compute(&req, &labels).unwrap());
+        let first = compute(&req, &labels, &[]).unwrap();
+        assert_eq!(first, compute(&req, &labels, &[]).unwrap());
 
         std::fs::write(dir.path().join("build.log"), "noise").unwrap();
-        assert_eq!(first, compute(&req, &labels).unwrap(), "ignored file");
+        assert_eq!(first, compute(&req, &labels, &[]).unwrap(), "ignored file");
 
         let mut other = req.clone();
         other.platform = Platform::parse("linux/amd64").unwrap();
-        assert_ne!(first, compute(&other, &labels).unwrap(), "platform");
+        assert_ne!(first, compute(&other, &labels, &[]).unwrap(), "platform");
         let mut other = req.clone();
         other.build_args.insert("V".into(), "2".into());
-        assert_ne!(first, compute(&other, &labels).unwrap(), "build arg");
+        assert_ne!(first, compute(&other, &labels, &[]).unwrap(), "build arg");
+
+        let base = |digest: &str| super::super::bases::ResolvedBase {
+            reference: "debian:12".into(),
+            digest: Some(digest.into()),
+        };
+        let on_a = compute(&req, &labels, &[base("sha256:a")]).unwrap();
+        assert_ne!(first, on_a, "a base");
+        assert_ne!(
+            on_a,
+            compute(&req, &labels, &[base("sha256:b")]).unwrap(),
+            "a moved base"
+        );
 
         std::fs::write(dir.path().join("app"), "v22").unwrap();
-        assert_ne!(first, compute(&req, &labels).unwrap(), "file content");
+        assert_ne!(first, compute(&req, &labels, &[]).unwrap(), "file content");
     }
 
     #[test]
@@ -173,6 +193,7 @@ mod tests {
             endpoint: req.builder.url.clone(),
             fingerprint: "f".into(),
             image_id: "sha256:1".into(),
+            bases: Vec::new(),
         };
         store(&cache, &req, &entry).unwrap();
         assert_eq!(load(&cache, &req), Some(entry));

@@ -21,7 +21,7 @@ use crate::reference::ImageRef;
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
 use super::events::{BuildEvent, JobLabel};
 use super::fingerprint::{self, CacheEntry};
-use super::{labels, BuildError, BuildOptions, BuiltImage, Job};
+use super::{bases, labels, BuildError, BuildOptions, BuiltImage, Job};
 use crate::dockerfile::{self, Dockerfile};
 
 /// Two builds per endpoint: one build mostly waits on one thing at a time (the context upload,
@@ -244,28 +244,44 @@ async fn build_one<E: BuildEngine>(
     let native = prepared.native?;
     let job = JobLabel::of(request, index);
     let emulated = emulation_finding(request, &prepared.dockerfile, &native).is_some();
+    let labels = labels::for_context(&request.context, &request.labels);
+    let caching = options.cache_dir.is_some() && !options.no_cache;
+    let bases = if caching {
+        let names = bases::references(&prepared.dockerfile, &request.build_args);
+        bases::resolve(&names, &options.registry).await
+    } else {
+        Vec::new()
+    };
+    let fingerprint = match caching {
+        true => Some(fingerprint::compute(request, &labels, &bases)?),
+        false => None,
+    };
+    let previous = options
+        .cache_dir
+        .as_deref()
+        .and_then(|dir| fingerprint::load(dir, request));
+    let rebuild_reason = previous
+        .as_ref()
+        .and_then(|entry| bases::moved(&entry.bases, &bases));
+    let reused = reusable(engine, request, previous, fingerprint.as_deref()).await?;
     let _ = events
         .send(BuildEvent::JobStarted {
             job: job.clone(),
             endpoint: request.builder.url.clone(),
             emulated,
+            rebuild_reason: rebuild_reason.clone(),
         })
         .await;
-    let labels = labels::for_context(&request.context, &request.labels);
     let engine_job = EngineJob {
         job: job.clone(),
         request: request.clone(),
         labels: labels.clone(),
         temporary_tag: temporary_tag(&request.image, &request.platform),
         no_cache: options.no_cache,
+        pull: rebuild_reason.is_some(),
         builder_platform: Some(native),
         stages: prepared.dockerfile.stage_names(),
     };
-    let fingerprint = match (&options.cache_dir, options.no_cache) {
-        (Some(_), false) => Some(fingerprint::compute(request, &labels)?),
-        _ => None,
-    };
-    let reused = reusable(engine, request, options, fingerprint.as_deref()).await?;
     let output = build_or_reuse(engine, &engine_job, reused.as_deref(), events, cancel).await?;
     if let (Some(dir), Some(fingerprint), None) = (&options.cache_dir, fingerprint, &reused) {
         let entry = CacheEntry {
@@ -274,6 +290,7 @@ async fn build_one<E: BuildEngine>(
             endpoint: request.builder.url.clone(),
             fingerprint,
             image_id: output.image_id.clone(),
+            bases,
         };
         // A cache that cannot be written costs the next build time, not this one its result.
         let _ = fingerprint::store(dir, request, &entry);
@@ -338,13 +355,10 @@ async fn build_or_reuse<E: BuildEngine>(
 async fn reusable<E: BuildEngine>(
     engine: &E,
     request: &Job,
-    options: &BuildOptions,
+    previous: Option<CacheEntry>,
     fingerprint: Option<&str>,
 ) -> Result<Option<String>, BuildError> {
-    let (Some(dir), Some(fingerprint)) = (&options.cache_dir, fingerprint) else {
-        return Ok(None);
-    };
-    let Some(entry) = fingerprint::load(dir, request) else {
+    let (Some(entry), Some(fingerprint)) = (previous, fingerprint) else {
         return Ok(None);
     };
     if entry.fingerprint != fingerprint {

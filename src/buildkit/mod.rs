@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::platform::Platform;
 
+pub mod bases;
 pub mod context;
 pub mod docker;
 pub mod dockerignore;
@@ -46,6 +47,9 @@ pub struct BuildOptions {
     /// Keep the temporary tags after a successful run, so later stages can still name the
     /// images; the caller then removes them with [`jobs::release`].
     pub keep_temporary_tags: bool,
+    /// How the `FROM` images' registries are reached, to resolve their tags for the
+    /// fingerprint.
+    pub registry: crate::registry::RegistryOptions,
 }
 
 /// One finished job: the image in its builder's daemon, by ID.

@@ -158,6 +158,7 @@ fn release_options(args: &Args, project: &Project) -> ReleaseOptions {
             no_cache: args.no_cache,
             cache_dir: Some(project.dir.join(".archbuild/cache")),
             keep_temporary_tags: false,
+            registry: pipeline::registry_options(project, &args.insecure_registries),
         },
         compression: args.compression,
         allow_findings: args.allow_findings,

@@ -65,14 +65,21 @@ pub fn plain_lines(event: &BuildEvent) -> String {
     let job = event.job();
     match event {
         BuildEvent::JobStarted {
-            endpoint, emulated, ..
+            endpoint,
+            emulated,
+            rebuild_reason,
+            ..
         } => format!(
-            "[{job}] building on {endpoint}{}\n",
+            "[{job}] building on {endpoint}{}{}\n",
             if *emulated {
                 " (RUN steps emulated)"
             } else {
                 ""
-            }
+            },
+            rebuild_reason
+                .as_ref()
+                .map(|why| format!(" ({})", crate::finding::for_terminal(why)))
+                .unwrap_or_default()
         ),
         BuildEvent::StepStarted { step, name, .. } => format!("[{job}] #{step} {name}\n"),
         BuildEvent::StepCached { step, name, .. } => format!("[{job}] #{step} CACHED {name}\n"),

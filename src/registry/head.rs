@@ -53,6 +53,43 @@ impl Caller<'_> {
         }
     }
 
+    /// The digest `reference` (a tag) points at now, from a HEAD's `Docker-Content-Digest`
+    /// (a HEAD, unlike a GET, does not count against Docker Hub's pull limit); `None` when
+    /// the registry does not send the header.
+    pub async fn manifest_digest(
+        &self,
+        reference: &str,
+        accept: &[&str],
+    ) -> Result<Option<String>, StoreError> {
+        let describe = self.describe;
+        let what = format!("manifest {reference}");
+        let request = self
+            .request(reqwest::Method::HEAD, &format!("manifests/{reference}"))
+            .await?
+            .header(reqwest::header::ACCEPT, accept.join(", "));
+        let response = request.send().await.map_err(|e| unreachable(describe, e))?;
+        match response.status() {
+            StatusCode::OK => Ok(response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .filter(|d| crate::reference::check_digest(d).is_ok())
+                .map(str::to_string)),
+            StatusCode::NOT_FOUND => Err(StoreError::NotFound {
+                what,
+                store: describe.to_string(),
+            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.refused(
+                response.status(),
+                format!("{} on HEAD of {what}", response.status()),
+            )),
+            status => Err(StoreError::Other {
+                store: describe.to_string(),
+                detail: format!("HEAD of {what} answered {status}"),
+            }),
+        }
+    }
+
     /// The manifest `reference` (a tag or digest) of the caller's repository, read within
     /// [`MAX_MANIFEST_BYTES`]; `accept` lists the media types asked for.
     pub async fn manifest(&self, reference: &str, accept: &[&str]) -> Result<Vec<u8>, StoreError> {

@@ -242,6 +242,20 @@ impl RegistryStore {
         }
     }
 
+    /// The digest the tag (or digest) `reference` points at now: a HEAD where the registry
+    /// says it, else the manifest fetched and hashed.
+    pub async fn manifest_digest(&self, reference: &str) -> Result<String, StoreError> {
+        let describe = self.describe();
+        let caller = self.caller(&describe).await?;
+        if let Some(digest) = caller
+            .manifest_digest(reference, media_types::ACCEPTED_MANIFESTS)
+            .await?
+        {
+            return Ok(digest);
+        }
+        Ok(self.manifest(reference).await?.digest)
+    }
+
     /// This store as the one asking, for the requests of [`head`].
     async fn caller<'a>(&'a self, describe: &'a str) -> Result<head::Caller<'a>, StoreError> {
         Ok(head::Caller {

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod debian;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
