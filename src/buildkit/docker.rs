@@ -7,7 +7,7 @@
 //! BuildKit's status messages become [`BuildEvent`]s.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -53,8 +53,9 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
         Docker::connect_with_unix(url, timeout, API_DEFAULT_VERSION)
     } else if url.starts_with("tcp://") || url.starts_with("http://") || url.starts_with("https://")
     {
-        if url.starts_with("https://") || tls_wanted() {
-            let dir = cert_dir();
+        if url.starts_with("https://") || session::tls::wanted() {
+            session::tls::install_provider();
+            let dir = session::tls::cert_dir();
             Docker::connect_with_ssl(
                 url,
                 &dir.join("key.pem"),
@@ -80,23 +81,23 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
             reason: "expected unix://PATH, tcp://HOST:PORT, ssh://USER@HOST or npipe://PATH".into(),
         });
     };
-    let docker = docker.map_err(|e| unreachable(e.to_string()))?;
+    let docker = docker.map_err(|e| unreachable(tls_hint(e.to_string())))?;
     docker
         .negotiate_version()
         .await
-        .map_err(|e| unreachable(error_chain(&e)))
+        .map_err(|e| unreachable(tls_hint(error_chain(&e))))
 }
 
-fn tls_wanted() -> bool {
-    let verify = std::env::var("DOCKER_TLS_VERIFY").unwrap_or_default();
-    (!verify.is_empty() && verify != "0") || std::env::var_os("DOCKER_CERT_PATH").is_some()
-}
-
-fn cert_dir() -> PathBuf {
-    match std::env::var_os("DOCKER_CERT_PATH") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"),
+/// A TLS refusal with what to do about it: which CA was trusted, and where it came from.
+fn tls_hint(reason: String) -> String {
+    if !reason.contains("invalid peer certificate") {
+        return reason;
     }
+    let ca = session::tls::cert_dir().join("ca.pem");
+    format!(
+        "{reason}; the daemon's certificate was not issued by the CA in {} (DOCKER_CERT_PATH, default ~/.docker), or not for this address: point DOCKER_CERT_PATH at the certificates made for that daemon",
+        ca.display()
+    )
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -419,11 +420,11 @@ async fn sync_build(
             "SOURCE_DATE_EPOCH is set (the tar upload clamps file times to it)".into(),
         ));
     }
-    let addr = DaemonAddr::from_url(endpoint)
-        .filter(|_| !tls_wanted())
-        .ok_or_else(|| {
-            SessionError("file sync is implemented for unix:// and plain tcp:// endpoints".into())
-        })?;
+    let addr = DaemonAddr::from_url(endpoint).ok_or_else(|| {
+        SessionError(
+            "file sync is implemented for unix:// and tcp:// (plain or TLS) endpoints".into(),
+        )
+    })?;
     let version = docker.client_version();
     let version = format!("{}.{}", version.major_version, version.minor_version);
     let dockerfile_name = dockerfile

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod debian;
+pub mod hosts;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -26,22 +26,34 @@ impl SessionError {
     }
 }
 
-/// Where the daemon listens, for the endpoints this module can reach without TLS or ssh.
+/// Where the daemon listens, for the endpoints this module can reach (not ssh).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonAddr {
     Unix(PathBuf),
     Tcp(String),
+    /// `HOST:PORT` over TLS with the certificates of the folder.
+    Tls(String, PathBuf),
 }
 
 impl DaemonAddr {
-    /// `unix://PATH` and plain `tcp://HOST:PORT` / `http://HOST:PORT`; `None` for the rest.
+    /// `unix://PATH`, `tcp://HOST:PORT` (over TLS when the Docker client settings ask for
+    /// it, see [`super::tls::wanted`]), `http://` and `https://`; `None` for the rest.
     pub fn from_url(url: &str) -> Option<DaemonAddr> {
         if let Some(path) = url.strip_prefix("unix://") {
             return Some(DaemonAddr::Unix(PathBuf::from(path)));
         }
-        let host = url
-            .strip_prefix("tcp://")
-            .or_else(|| url.strip_prefix("http://"))?;
+        if let Some(host) = url.strip_prefix("https://") {
+            let host = host.trim_end_matches('/').to_string();
+            return Some(DaemonAddr::Tls(host, super::tls::cert_dir()));
+        }
+        if let Some(host) = url.strip_prefix("tcp://") {
+            let host = host.trim_end_matches('/').to_string();
+            return Some(match super::tls::wanted() {
+                true => DaemonAddr::Tls(host, super::tls::cert_dir()),
+                false => DaemonAddr::Tcp(host),
+            });
+        }
+        let host = url.strip_prefix("http://")?;
         Some(DaemonAddr::Tcp(host.trim_end_matches('/').to_string()))
     }
 }
@@ -53,6 +65,7 @@ async fn dial(addr: &DaemonAddr) -> std::io::Result<Box<dyn Io>> {
     Ok(match addr {
         DaemonAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
         DaemonAddr::Tcp(host) => Box::new(tokio::net::TcpStream::connect(host.as_str()).await?),
+        DaemonAddr::Tls(host, dir) => Box::new(super::tls::connect(host, dir).await?),
     })
 }
 

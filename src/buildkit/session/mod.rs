@@ -29,6 +29,7 @@ use tonic::{Request, Response, Status};
 pub mod filesync;
 pub mod http;
 pub mod listing;
+pub mod tls;
 
 pub use self::http::{DaemonAddr, SessionError};
 pub use listing::SyncDir;

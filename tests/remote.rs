@@ -1,0 +1,200 @@
+//! Native builders on other hosts: two Docker daemons, each in a network namespace of its own
+//! and pinned to one core, reached over `tcp://` with mutual TLS (`DOCKER_TLS_VERIFY`,
+//! `DOCKER_CERT_PATH`). A two-platform image is built with one platform on each host, with
+//! the context sent by the BuildKit session's file sync over TLS (a one-file change sends
+//! about that file), checked, published to the loopback registry from the daemons that built
+//! it, pulled and run by the local daemon. A certificate from another CA and a builder that
+//! is down are refused clearly (exit 2).
+
+mod support;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::hosts::{Certificates, TlsHost};
+use support::*;
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", describe(out)))
+}
+
+/// `context_bytes` of each built job, by platform.
+fn context_bytes(report: &Value) -> Vec<(String, u64)> {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["platform"].as_str().unwrap().to_string(),
+                i["context_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn tls(cmd: &mut Command, certs: &std::path::Path) -> Output {
+    cmd.env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", certs)
+        .output()
+        .expect("run archbuild")
+}
+
+#[tokio::test]
+async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let Some(ca) = Certificates::new() else {
+        return;
+    };
+    let hosts: Vec<Option<TlsHost>> = std::thread::scope(|s| {
+        let started: Vec<_> = [0, 1]
+            .into_iter()
+            .map(|core| {
+                let ca = &ca;
+                s.spawn(move || TlsHost::start(ca, core))
+            })
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let [Some(amd64_host), Some(mut arm64_host)] =
+        <[Option<TlsHost>; 2]>::try_from(hosts).ok().unwrap()
+    else {
+        return;
+    };
+    let p = Project::new();
+    let repository = format!("{}/team/{}", registry.addr, unique("remote"));
+    p.write(
+        "archbuild.toml",
+        format!(
+            "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
+            amd64_host.url, arm64_host.url
+        ),
+    );
+    p.write(
+        "app/Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY data.bin note.txt /\nCOPY app-${TARGETARCH} /app\nENTRYPOINT [\"/app\"]\n",
+    );
+    let data: Vec<u8> = (0u64..3 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    p.write("app/data.bin", &data);
+    p.write("app/note.txt", "first\n");
+    for arch in ["amd64", "arm64"] {
+        p.write_exec(
+            &format!("app/app-{arch}"),
+            static_program(&format!("linux/{arch}"), &format!("remote {arch}")),
+        );
+    }
+    let push = || {
+        tls(
+            &mut p.command(&["build", "--push", "--json", "--progress", "plain"]),
+            ca.path(),
+        )
+    };
+    let out = push();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        describe(&out),
+        amd64_host.log()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!("building on {}", amd64_host.url)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("building on {}", arm64_host.url)),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tar upload"),
+        "file sync, not a tar: {stderr}"
+    );
+    let first = context_bytes(&json_of(&out));
+    assert!(
+        first.iter().all(|(_, b)| *b >= 3 << 20),
+        "the whole context went: {first:?}"
+    );
+
+    // Each host really built its platform: the image is in that daemon.
+    for (host, platform) in [(&amd64_host, "linux/amd64"), (&arm64_host, "linux/arm64")] {
+        let images = Command::new("docker")
+            .args(["-H", &format!("unix://{}", host.socket().display())])
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&images.stdout);
+        let arch = platform.rsplit('/').next().unwrap();
+        assert!(
+            listed.contains(&format!("linux-{arch}")),
+            "{platform} on {}: {listed}",
+            host.url
+        );
+    }
+
+    // One small file changed: file sync sends about that file, not the 3 MiB.
+    p.write("app/note.txt", "second\n");
+    let out = push();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let second = context_bytes(&json_of(&out));
+    assert!(
+        second.iter().all(|(_, b)| *b < 64 << 10),
+        "only the change went: {second:?}"
+    );
+
+    // Published from the daemons that built it; the local daemon pulls and runs it.
+    let reference = format!("{repository}:1.0");
+    let verify = p.archbuild(&[
+        "verify",
+        &reference,
+        "--platform",
+        "linux/amd64,linux/arm64",
+    ]);
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    if std::env::consts::ARCH == "x86_64" {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &reference])
+            .output();
+        run_ok(Command::new("docker").args(["pull", "-q", &reference]));
+        let ran = run_ok(Command::new("docker").args(["run", "--rm", &reference]));
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), "remote amd64\n");
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &reference])
+            .output();
+    }
+
+    // A client certificate from another CA: refused by the TLS handshake, said clearly.
+    let Some(other) = Certificates::new() else {
+        return;
+    };
+    let out = tls(&mut p.command(&["build", "--no-output"]), other.path());
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&amd64_host.url) || stderr.contains(&arm64_host.url),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not issued by the CA in"), "{stderr}");
+
+    // A builder that is down (its daemon stopped; the namespace kept, so that nothing is
+    // sent past it): named, with the setting that chose it.
+    let address = arm64_host.address.clone();
+    arm64_host.stop_daemon();
+    p.write("app/note.txt", "third\n");
+    let out = tls(&mut p.command(&["build", "--no-output"]), ca.path());
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("tcp://{address}:2376")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[builders] \"linux/arm64\""), "{stderr}");
+}

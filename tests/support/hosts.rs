@@ -1,0 +1,260 @@
+//! Builder hosts for the tests: a Docker daemon of its own in a network namespace of its own
+//! (`ip netns`, a veth pair, its own address), listening on `tcp://ADDRESS:2376` with mutual
+//! TLS (a CA and certificates made here with openssl), pinned to one core with `taskset`,
+//! with its own `--data-root`, `--exec-root` and pidfile. `nsenter --net` enters only the
+//! network namespace (`ip netns exec` would remount `/sys` and hide the cgroup mounts the
+//! daemon needs). Dropping a host stops its daemon and removes the namespace and the veth.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{require, run_ok, which};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A CA and the client certificate signed by it, as `DOCKER_CERT_PATH` holds them.
+pub struct Certificates {
+    pub dir: tempfile::TempDir,
+}
+
+impl Certificates {
+    /// A fresh CA (`ca.pem`, `ca-key.pem`) and a client certificate (`cert.pem`, `key.pem`).
+    pub fn new() -> Option<Certificates> {
+        require("openssl", which("openssl"))?;
+        let dir = tempfile::tempdir().unwrap();
+        let ssl = |args: &[&str]| {
+            run_ok(Command::new("openssl").args(args).current_dir(dir.path()));
+        };
+        ssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=archbuild-test-ca",
+        ]);
+        let certs = Certificates { dir };
+        certs.sign(
+            "client",
+            "extendedKeyUsage=clientAuth\n",
+            "cert.pem",
+            "key.pem",
+        );
+        Some(certs)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Signs a new key's certificate with the CA, with `extensions` (an openssl ext file).
+    fn sign(&self, name: &str, extensions: &str, cert: &str, key: &str) {
+        let dir = self.dir.path();
+        let ssl = |args: &[&str]| {
+            run_ok(Command::new("openssl").args(args).current_dir(dir));
+        };
+        ssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+        ssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+}
+
+/// A daemon in its own network namespace, reachable at `url` with the CA's certificates.
+pub struct TlsHost {
+    pub url: String,
+    pub address: String,
+    netns: String,
+    host_veth: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn ip(args: &[&str]) {
+    run_ok(Command::new("ip").args(args));
+}
+
+/// The storage driver the machine's own daemon uses (the file systems here may not offer
+/// overlay to a second one).
+fn storage_driver() -> String {
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.Driver}}"])
+        .output()
+        .expect("docker info");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl TlsHost {
+    /// Starts a host whose daemon is pinned to `core`, with a server certificate from `ca`.
+    pub fn start(ca: &Certificates, core: usize) -> Option<TlsHost> {
+        require("ip (Debian package iproute2)", which("ip"))?;
+        require("nsenter (Debian package util-linux)", which("nsenter"))?;
+        require("dockerd", which("dockerd"))?;
+        let n = (std::process::id() % 100) * 2 + NEXT.fetch_add(1, Ordering::SeqCst) % 2 + 20;
+        let netns = format!("archbuild-{}-{n}", std::process::id());
+        let (host_veth, ns_veth) = (format!("vab{n}h"), format!("vab{n}n"));
+        let (gateway, address) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
+        ip(&["netns", "add", &netns]);
+        ip(&[
+            "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth,
+        ]);
+        ip(&["link", "set", &ns_veth, "netns", &netns]);
+        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &host_veth]);
+        ip(&["link", "set", &host_veth, "up"]);
+        let in_ns = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &netns, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        in_ns(&["addr", "add", &format!("{address}/24"), "dev", &ns_veth]);
+        in_ns(&["link", "set", &ns_veth, "up"]);
+        in_ns(&["link", "set", "lo", "up"]);
+
+        let name = format!("server{n}");
+        let (cert, key) = (format!("{name}-cert.pem"), format!("{name}-key.pem"));
+        ca.sign(
+            &name,
+            &format!("subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth\n"),
+            &cert,
+            &key,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        let path = |p: &str| dir.path().join(p).display().to_string();
+        let pem = |p: &str| ca.path().join(p).display().to_string();
+        let url = format!("tcp://{address}:2376");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .args(["taskset", "-c", &core.to_string(), "dockerd"])
+            .args(["--config-file", &path("daemon.json")])
+            .args(["--data-root", &path("root"), "--exec-root", &path("exec")])
+            .args(["--pidfile", &path("dockerd.pid")])
+            .args(["-H", &format!("unix://{}", path("docker.sock"))])
+            .args(["-H", &url, "--tlsverify"])
+            .args([
+                "--tlscacert",
+                &pem("ca.pem"),
+                "--tlscert",
+                &pem(&cert),
+                "--tlskey",
+                &pem(&key),
+            ])
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .args(["--storage-driver", &storage_driver()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        let host = TlsHost {
+            url,
+            address,
+            netns,
+            host_veth,
+            child: Some(child),
+            dir,
+        };
+        host.wait_ready(ca);
+        Some(host)
+    }
+
+    fn wait_ready(&self, ca: &Certificates) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            let ok = Command::new("docker")
+                .args([
+                    "-H",
+                    &self.url,
+                    "version",
+                    "--format",
+                    "{{.Server.Version}}",
+                ])
+                .env("DOCKER_TLS_VERIFY", "1")
+                .env("DOCKER_CERT_PATH", ca.path())
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("the daemon at {} did not start: {}", self.url, self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// The daemon's own socket on this machine, for looking inside without TLS.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+}
+
+impl TlsHost {
+    /// Stops the daemon and keeps the namespace: the address then refuses connections, as
+    /// a builder that is down does.
+    pub fn stop_daemon(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM: the daemon stops its containerd and unmounts its layers.
+            let _ = Command::new("kill").arg(child.id().to_string()).output();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TlsHost {
+    fn drop(&mut self) {
+        self.stop_daemon();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .output();
+    }
+}
