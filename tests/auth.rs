@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
@@ -76,6 +76,15 @@ fn push(p: &Project, name: &str, config: &Path, path_prefix: Option<&Path>) -> O
     out
 }
 
+/// A Docker configuration in `work/name` whose `auths` entry for `host` is `user:password`,
+/// as `docker login` writes it.
+fn login(work: &Path, name: &str, host: &str, user: &str, password: &str) -> PathBuf {
+    docker_config(
+        &work.join(name),
+        &json!({"auths": {host: {"auth": basic(user, password)}}}),
+    )
+}
+
 fn skopeo_digest(reference: &str) -> Option<String> {
     let out = Command::new("skopeo")
         .args([
@@ -110,10 +119,7 @@ async fn token_registry_logins_from_every_credential_source() {
     let work = tempfile::tempdir().unwrap();
 
     // auths with a password, as `docker login` writes it.
-    let config = docker_config(
-        &work.path().join("auths"),
-        &json!({"auths": {&host: {"auth": basic("builder", "builder-pw")}}}),
-    );
+    let config = login(work.path(), "auths", &host, "builder", "builder-pw");
     let (p, repository) = project(&host, "auths", true);
     let out = push(&p, "auths", &config, None);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -188,7 +194,7 @@ async fn push_access_is_checked_before_building_and_errors_say_what_to_do() {
     let Some(reg) = token_registry() else { return };
     let host = reg.registry.addr.clone();
     let work = tempfile::tempdir().unwrap();
-    let login = format!("docker login {host}");
+    let fix = format!("docker login {host}");
 
     // No login at all: refused before any build (the context has no program to copy, so a
     // build would have failed differently), naming the configuration read and the fix.
@@ -199,7 +205,7 @@ async fn push_access_is_checked_before_building_and_errors_say_what_to_do() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(stderr.contains(&repository), "{stderr}");
-    assert!(stderr.contains(&login), "{stderr}");
+    assert!(stderr.contains(&fix), "{stderr}");
     assert!(
         stderr.contains(&empty.join("config.json").display().to_string()),
         "{stderr}"
@@ -209,10 +215,7 @@ async fn push_access_is_checked_before_building_and_errors_say_what_to_do() {
     assert_no_repeated_sentence(&stderr);
 
     // A pull-only account: the credential was accepted, but there is no push right.
-    let reader = docker_config(
-        &work.path().join("reader"),
-        &json!({"auths": {&host: {"auth": basic("reader", "reader-pw")}}}),
-    );
+    let reader = login(work.path(), "reader", &host, "reader", "reader-pw");
     let (p, repository) = project(&host, "reader", false);
     let out = push(&p, "reader", &reader, None);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
@@ -230,16 +233,13 @@ async fn push_access_is_checked_before_building_and_errors_say_what_to_do() {
     assert_no_repeated_sentence(&stderr);
 
     // A wrong password: the token server refuses it; the message names the source.
-    let wrong = docker_config(
-        &work.path().join("wrong"),
-        &json!({"auths": {&host: {"auth": basic("builder", "wrong-pw")}}}),
-    );
+    let wrong = login(work.path(), "wrong", &host, "builder", "wrong-pw");
     let (p, _) = project(&host, "wrong", false);
     let out = push(&p, "wrong", &wrong, None);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(stderr.contains("refused the credentials"), "{stderr}");
-    assert!(stderr.contains(&login), "{stderr}");
+    assert!(stderr.contains(&fix), "{stderr}");
     assert_no_repeated_sentence(&stderr);
 
     // A helper that is not installed is named, and the fix is given.
@@ -255,7 +255,7 @@ async fn push_access_is_checked_before_building_and_errors_say_what_to_do() {
         stderr.contains("docker-credential-archbuild-absent"),
         "{stderr}"
     );
-    assert!(stderr.contains(&login), "{stderr}");
+    assert!(stderr.contains(&fix), "{stderr}");
 }
 
 /// No sentence (a `: `-separated part of the message) is printed twice.
@@ -279,10 +279,7 @@ async fn blobs_are_mounted_between_repositories_of_the_token_registry() {
     let Some(reg) = token_registry() else { return };
     let host = reg.registry.addr.clone();
     let work = tempfile::tempdir().unwrap();
-    let config = docker_config(
-        &work.path().join("auths"),
-        &json!({"auths": {&host: {"auth": basic("builder", "builder-pw")}}}),
-    );
+    let config = login(work.path(), "auths", &host, "builder", "builder-pw");
     // Two images of one project built from the same files: the same layers, two repositories.
     let p = Project::new();
     let (first, second) = (
@@ -357,10 +354,7 @@ async fn htpasswd_registry_takes_the_password_and_names_the_fix_without_it() {
     assert!(stderr.contains(&format!("docker login {host}")), "{stderr}");
     assert_no_repeated_sentence(&stderr);
 
-    let config = docker_config(
-        &work.path().join("auths"),
-        &json!({"auths": {&host: {"auth": basic("builder", "builder-pw")}}}),
-    );
+    let config = login(work.path(), "auths", &host, "builder", "builder-pw");
     let out = push(&p, "basic", &config, None);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let digest = pushed_digest(&out);
