@@ -197,4 +197,8 @@ async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled
         "{stderr}"
     );
     assert!(stderr.contains("[builders] \"linux/arm64\""), "{stderr}");
+    assert!(
+        !stderr.contains("building on"),
+        "nothing built on the other host: {stderr}"
+    );
 }

@@ -91,6 +91,28 @@ pub async fn run<E: BuildEngine>(
     cancel: CancellationToken,
 ) -> Result<Vec<BuiltImage>, BuildError> {
     let natives = native_platforms(engine, &requests).await;
+    // Every builder answers before any build starts: a builder that is down fails the run
+    // now, instead of after the other builders' long builds.
+    let down: Vec<(JobLabel, BuildError)> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(index, request)| {
+            let err = natives[&request.builder.url].as_ref().err()?;
+            Some((JobLabel::of(request, index), err.clone()))
+        })
+        .collect();
+    if !down.is_empty() {
+        for (job, err) in &down {
+            let _ = events
+                .send(BuildEvent::JobFailed {
+                    job: job.clone(),
+                    error: err.to_string(),
+                    log_tail: Vec::new(),
+                })
+                .await;
+        }
+        return Err(BuildError::Failed(down));
+    }
     let limit = options
         .jobs_per_endpoint
         .unwrap_or(DEFAULT_JOBS_PER_ENDPOINT)
