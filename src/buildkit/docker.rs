@@ -82,11 +82,23 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
         });
     };
     let docker = docker.map_err(|e| unreachable(tls_hint(e.to_string())))?;
-    docker
+    let docker = docker
         .negotiate_version()
         .await
-        .map_err(|e| unreachable(tls_hint(error_chain(&e))))
+        .map_err(|e| unreachable(tls_hint(error_chain(&e))))?;
+    let version = docker.client_version();
+    let (major, minor) = (version.major_version, version.minor_version);
+    if (major, minor) < MIN_API {
+        return Err(unreachable(format!(
+            "the daemon speaks Docker API {major}.{minor}, and BuildKit builds with a session need {}.{} (Docker 18.09) or newer; upgrade Docker on that host, or build that platform elsewhere",
+            MIN_API.0, MIN_API.1
+        )));
+    }
+    Ok(docker)
 }
+
+/// The oldest Docker API archbuild builds with: BuildKit sessions came with 1.39.
+const MIN_API: (usize, usize) = (1, 39);
 
 /// A TLS refusal with what to do about it: which CA was trusted, and where it came from.
 fn tls_hint(reason: String) -> String {
