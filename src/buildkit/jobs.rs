@@ -93,23 +93,10 @@ pub async fn run<E: BuildEngine>(
     let natives = native_platforms(engine, &requests).await;
     // Every builder answers before any build starts: a builder that is down fails the run
     // now, instead of after the other builders' long builds.
-    let down: Vec<(JobLabel, BuildError)> = requests
-        .iter()
-        .enumerate()
-        .filter_map(|(index, request)| {
-            let err = natives[&request.builder.url].as_ref().err()?;
-            Some((JobLabel::of(request, index), err.clone()))
-        })
-        .collect();
+    let down = unreachable_builders(&requests, &natives);
     if !down.is_empty() {
         for (job, err) in &down {
-            let _ = events
-                .send(BuildEvent::JobFailed {
-                    job: job.clone(),
-                    error: err.to_string(),
-                    log_tail: Vec::new(),
-                })
-                .await;
+            report_failure(&events, job.clone(), err).await;
         }
         return Err(BuildError::Failed(down));
     }
@@ -139,16 +126,7 @@ pub async fn run<E: BuildEngine>(
             };
             if let Err(err) = &result {
                 if *err != BuildError::Cancelled {
-                    let _ = events
-                        .send(BuildEvent::JobFailed {
-                            job: JobLabel::of(request, index),
-                            error: err.to_string(),
-                            log_tail: match err {
-                                BuildError::StepFailed { log_tail, .. } => log_tail.clone(),
-                                _ => Vec::new(),
-                            },
-                        })
-                        .await;
+                    report_failure(&events, JobLabel::of(request, index), err).await;
                 }
             }
             result
@@ -178,6 +156,37 @@ pub async fn run<E: BuildEngine>(
         release(engine, &built).await;
     }
     Ok(built)
+}
+
+/// Tells the progress that `job` failed, with the failing step's last log lines.
+async fn report_failure(events: &mpsc::Sender<BuildEvent>, job: JobLabel, err: &BuildError) {
+    let log_tail = match err {
+        BuildError::StepFailed { log_tail, .. } => log_tail.clone(),
+        _ => Vec::new(),
+    };
+    let error = err.to_string();
+    let _ = events
+        .send(BuildEvent::JobFailed {
+            job,
+            error,
+            log_tail,
+        })
+        .await;
+}
+
+/// The jobs whose builder did not answer, with why.
+fn unreachable_builders(
+    requests: &[Job],
+    natives: &HashMap<String, Result<Platform, BuildError>>,
+) -> Vec<(JobLabel, BuildError)> {
+    requests
+        .iter()
+        .enumerate()
+        .filter_map(|(index, request)| {
+            let err = natives[&request.builder.url].as_ref().err()?;
+            Some((JobLabel::of(request, index), err.clone()))
+        })
+        .collect()
 }
 
 async fn native_platforms<E: BuildEngine>(
@@ -267,21 +276,11 @@ async fn build_one<E: BuildEngine>(
     let job = JobLabel::of(request, index);
     let emulated = emulation_finding(request, &prepared.dockerfile, &native).is_some();
     let labels = labels::for_context(&request.context, &request.labels);
-    let caching = options.cache_dir.is_some() && !options.no_cache;
-    let bases = if caching {
-        let names = bases::references(&prepared.dockerfile, &request.build_args);
-        bases::resolve(&names, &options.registry).await
-    } else {
-        Vec::new()
-    };
-    let fingerprint = match caching {
-        true => Some(fingerprint::compute(request, &labels, &bases)?),
-        false => None,
-    };
-    let previous = options
-        .cache_dir
-        .as_deref()
-        .and_then(|dir| fingerprint::load(dir, request));
+    let Inputs {
+        bases,
+        fingerprint,
+        previous,
+    } = inputs(request, &prepared.dockerfile, &labels, options).await?;
     let rebuild_reason = previous
         .as_ref()
         .and_then(|entry| bases::moved(&entry.bases, &bases));
@@ -341,6 +340,41 @@ async fn build_one<E: BuildEngine>(
         reused: reused.is_some(),
         emulated,
         context_bytes: output.context_bytes,
+    })
+}
+
+/// What the no-change reuse compares: the bases as resolved now, the fingerprint of every
+/// input, and what the previous build of the job left in the cache.
+struct Inputs {
+    bases: Vec<bases::ResolvedBase>,
+    fingerprint: Option<String>,
+    previous: Option<CacheEntry>,
+}
+
+async fn inputs(
+    request: &Job,
+    dockerfile: &Dockerfile,
+    labels: &std::collections::BTreeMap<String, String>,
+    options: &BuildOptions,
+) -> Result<Inputs, BuildError> {
+    if options.cache_dir.is_none() || options.no_cache {
+        return Ok(Inputs {
+            bases: Vec::new(),
+            fingerprint: None,
+            previous: None,
+        });
+    }
+    let names = bases::references(dockerfile, &request.build_args);
+    let bases = bases::resolve(&names, &options.registry).await;
+    let fingerprint = Some(fingerprint::compute(request, labels, &bases)?);
+    let previous = options
+        .cache_dir
+        .as_deref()
+        .and_then(|dir| fingerprint::load(dir, request));
+    Ok(Inputs {
+        bases,
+        fingerprint,
+        previous,
     })
 }
 
