@@ -21,6 +21,11 @@ pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 pub struct Endpoint {
     pub url: String,
     pub chosen_by: String,
+    /// The folder of `ca.pem`, `cert.pem` and `key.pem` when the endpoint is a Docker context
+    /// that keeps its own TLS material (`contexts/tls/ID/docker/`); `None`: the process's
+    /// `DOCKER_CERT_PATH` settings apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PathBuf>,
 }
 
 /// What endpoint resolution reads from outside the project file.
@@ -92,6 +97,19 @@ impl EndpointEnv {
             .map(str::to_string))
     }
 
+    /// The TLS folder the Docker CLI keeps for a context (`docker context create --docker
+    /// host=…,ca=…,cert=…,key=…` copies the files there), if it has one.
+    pub fn context_tls(&self, name: &str) -> Option<PathBuf> {
+        let id = hex::encode(Sha256::digest(name.as_bytes()));
+        let dir = self
+            .config_dir
+            .as_ref()?
+            .join("contexts/tls")
+            .join(id)
+            .join("docker");
+        dir.join("ca.pem").is_file().then_some(dir)
+    }
+
     /// The daemon URL of a named context (`default` is the built-in one: the default socket).
     pub fn context_host(&self, name: &str) -> Result<String, EndpointError> {
         if name == "default" {
@@ -149,17 +167,20 @@ pub fn resolve(
         return Ok(Endpoint {
             url: host.clone(),
             chosen_by: "DOCKER_HOST".to_string(),
+            tls: None,
         });
     }
     if let Some(name) = env.current_context()?.filter(|n| n != "default") {
         return Ok(Endpoint {
             url: env.context_host(&name)?,
             chosen_by: format!("docker context \"{name}\""),
+            tls: env.context_tls(&name),
         });
     }
     Ok(Endpoint {
         url: DEFAULT_SOCKET.to_string(),
         chosen_by: "default socket".to_string(),
+        tls: None,
     })
 }
 
@@ -169,10 +190,12 @@ fn configured(url: &str, chosen_by: String, env: &EndpointEnv) -> Result<Endpoin
         Some(name) => Ok(Endpoint {
             url: env.context_host(name)?,
             chosen_by: format!("{chosen_by} (docker context \"{name}\")"),
+            tls: env.context_tls(name),
         }),
         None => Ok(Endpoint {
             url: url.to_string(),
             chosen_by,
+            tls: None,
         }),
     }
 }
@@ -290,5 +313,29 @@ mod tests {
             text.ends_with("list contexts with `docker context ls`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_context_with_tls_material_carries_its_folder() {
+        let config = tempfile::tempdir().unwrap();
+        write_context(config.path(), "secure", "tcp://10.0.0.9:2376");
+        write_context(config.path(), "plain", "tcp://10.0.0.8:2375");
+        let id = hex::encode(Sha256::digest(b"secure"));
+        let tls = config.path().join("contexts/tls").join(id).join("docker");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::write(tls.join("ca.pem"), "").unwrap();
+        let env = EndpointEnv {
+            docker_host: None,
+            docker_context: Some("secure".into()),
+            config_dir: Some(config.path().to_path_buf()),
+        };
+        let e = resolve(&Builders::default(), "archbuild.toml", &arm64(), &env).unwrap();
+        assert_eq!(e.tls, Some(tls));
+        let builders = Builders {
+            default: Some("context:plain".into()),
+            ..Builders::default()
+        };
+        let e = resolve(&builders, "archbuild.toml", &arm64(), &env).unwrap();
+        assert_eq!((e.url.as_str(), e.tls), ("tcp://10.0.0.8:2375", None));
     }
 }

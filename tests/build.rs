@@ -29,6 +29,7 @@ fn request(project: &Project, image: &str, platform: &str, endpoint: &str) -> Jo
         builder: archbuild::endpoint::Endpoint {
             url: endpoint.into(),
             chosen_by: "DOCKER_HOST".into(),
+            tls: None,
         },
         platform_tag: buildkit::jobs::keep_tag(image, &Platform::parse(platform).unwrap()),
     }

@@ -184,6 +184,44 @@ async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled
     );
     assert!(stderr.contains("not issued by the CA in"), "{stderr}");
 
+    // Docker contexts made by the Docker CLI itself, each with its TLS material: no
+    // DOCKER_CERT_PATH needed.
+    let config_dir = p.path().join(".docker-config");
+    for (name, host) in [("amd64-host", &amd64_host), ("arm64-host", &arm64_host)] {
+        let pem = |f: &str| ca.path().join(f).display().to_string();
+        run_ok(
+            Command::new("docker")
+                .env("DOCKER_CONFIG", &config_dir)
+                .args(["context", "create", name, "--docker"])
+                .arg(format!(
+                    "host={},ca={},cert={},key={}",
+                    host.url,
+                    pem("ca.pem"),
+                    pem("cert.pem"),
+                    pem("key.pem")
+                )),
+        );
+    }
+    p.write(
+        "archbuild.toml",
+        format!(
+            "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"context:amd64-host\"\n\"linux/arm64\" = \"context:arm64-host\"\n"
+        ),
+    );
+    p.write("app/note.txt", "by context\n");
+    let out = p.archbuild(&["build", "--no-output", "--json", "--progress", "plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!("building on {}", amd64_host.url)),
+        "{stderr}"
+    );
+    let via_context = context_bytes(&json_of(&out));
+    assert!(
+        via_context.iter().all(|(_, b)| *b < 64 << 10),
+        "file sync: {via_context:?}"
+    );
+
     // A builder that is down (its daemon stopped; the namespace kept, so that nothing is
     // sent past it): named, with the setting that chose it.
     let address = arm64_host.address.clone();

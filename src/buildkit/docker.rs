@@ -53,9 +53,9 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
         Docker::connect_with_unix(url, timeout, API_DEFAULT_VERSION)
     } else if url.starts_with("tcp://") || url.starts_with("http://") || url.starts_with("https://")
     {
-        if url.starts_with("https://") || session::tls::wanted() {
+        if url.starts_with("https://") || session::tls::wanted_for(url) {
             session::tls::install_provider();
-            let dir = session::tls::cert_dir();
+            let dir = session::tls::cert_dir_for(url);
             Docker::connect_with_ssl(
                 url,
                 &dir.join("key.pem"),
@@ -81,11 +81,11 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
             reason: "expected unix://PATH, tcp://HOST:PORT, ssh://USER@HOST or npipe://PATH".into(),
         });
     };
-    let docker = docker.map_err(|e| unreachable(tls_hint(e.to_string())))?;
+    let docker = docker.map_err(|e| unreachable(tls_hint(url, e.to_string())))?;
     let docker = docker
         .negotiate_version()
         .await
-        .map_err(|e| unreachable(tls_hint(error_chain(&e))))?;
+        .map_err(|e| unreachable(tls_hint(url, error_chain(&e))))?;
     let version = docker.client_version();
     let (major, minor) = (version.major_version, version.minor_version);
     if (major, minor) < MIN_API {
@@ -101,11 +101,11 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
 const MIN_API: (usize, usize) = (1, 39);
 
 /// A TLS refusal with what to do about it: which CA was trusted, and where it came from.
-fn tls_hint(reason: String) -> String {
+fn tls_hint(url: &str, reason: String) -> String {
     if !reason.contains("invalid peer certificate") {
         return reason;
     }
-    let ca = session::tls::cert_dir().join("ca.pem");
+    let ca = session::tls::cert_dir_for(url).join("ca.pem");
     format!(
         "{reason}; the daemon's certificate was not issued by the CA in {} (DOCKER_CERT_PATH, default ~/.docker), or not for this address: point DOCKER_CERT_PATH at the certificates made for that daemon",
         ca.display()

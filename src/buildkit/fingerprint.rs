@@ -136,6 +136,7 @@ mod tests {
             builder: crate::endpoint::Endpoint {
                 url: "unix:///var/run/docker.sock".into(),
                 chosen_by: "the default socket".into(),
+                tls: None,
             },
             platform_tag: crate::reference::ImageRef::local(
                 "archbuild-local/api",

@@ -79,6 +79,11 @@ pub struct Args {
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<Outcome> {
     let (project, images) = project_of(&args, ctx)?;
     let plan = plan::expand(&project, &EndpointEnv::from_process(), &images)?;
+    for job in &plan.jobs {
+        if let Some(dir) = &job.builder.tls {
+            crate::buildkit::session::tls::use_folder(&job.builder.url, dir);
+        }
+    }
     let engine = DockerEngine::new();
     let general = pipeline::preflight(&engine, &plan).await;
     if !args.json {

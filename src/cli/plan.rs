@@ -61,6 +61,7 @@ mod tests {
             builder: Endpoint {
                 url: "ssh://ci@arm".into(),
                 chosen_by: "DOCKER_HOST".into(),
+                tls: None,
             },
             context: "/p".into(),
             dockerfile: "/p/Dockerfile".into(),

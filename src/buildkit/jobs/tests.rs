@@ -30,6 +30,7 @@ fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> Job {
         builder: crate::endpoint::Endpoint {
             url: endpoint.into(),
             chosen_by: "DOCKER_HOST".into(),
+            tls: None,
         },
         platform_tag: keep_tag(image, &Platform::parse(platform).unwrap()),
     }

@@ -44,12 +44,12 @@ impl DaemonAddr {
         }
         if let Some(host) = url.strip_prefix("https://") {
             let host = host.trim_end_matches('/').to_string();
-            return Some(DaemonAddr::Tls(host, super::tls::cert_dir()));
+            return Some(DaemonAddr::Tls(host, super::tls::cert_dir_for(url)));
         }
         if let Some(host) = url.strip_prefix("tcp://") {
             let host = host.trim_end_matches('/').to_string();
-            return Some(match super::tls::wanted() {
-                true => DaemonAddr::Tls(host, super::tls::cert_dir()),
+            return Some(match super::tls::wanted_for(url) {
+                true => DaemonAddr::Tls(host, super::tls::cert_dir_for(url)),
                 false => DaemonAddr::Tcp(host),
             });
         }

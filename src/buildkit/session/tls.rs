@@ -4,8 +4,9 @@
 //! all from `DOCKER_CERT_PATH` (default `~/.docker`). The BuildKit session and its file sync
 //! then travel over the same kind of connection as the API.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -15,6 +16,35 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 /// cannot choose, and panicked on the first TLS builder. Idempotent.
 pub fn install_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Certificate folders of endpoints that have their own (Docker contexts), by URL.
+fn folders() -> &'static Mutex<HashMap<String, PathBuf>> {
+    static FOLDERS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    FOLDERS.get_or_init(Default::default)
+}
+
+/// Makes `url` use the certificates in `dir` (a Docker context's TLS folder) instead of
+/// `DOCKER_CERT_PATH`'s; called once per endpoint when a run's plan is known.
+pub fn use_folder(url: &str, dir: &Path) {
+    let mut folders = folders().lock().unwrap_or_else(|e| e.into_inner());
+    folders.insert(url.to_string(), dir.to_path_buf());
+}
+
+fn folder_of(url: &str) -> Option<PathBuf> {
+    let folders = folders().lock().unwrap_or_else(|e| e.into_inner());
+    folders.get(url).cloned()
+}
+
+/// Whether `url` (a `tcp://` endpoint) is spoken to over TLS: it has a folder of its own,
+/// or the process settings ask for TLS.
+pub fn wanted_for(url: &str) -> bool {
+    folder_of(url).is_some() || wanted()
+}
+
+/// The certificate folder for `url`: its own, else [`cert_dir`].
+pub fn cert_dir_for(url: &str) -> PathBuf {
+    folder_of(url).unwrap_or_else(cert_dir)
 }
 
 /// Whether `tcp://` endpoints are spoken to over TLS.
