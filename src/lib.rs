@@ -71,5 +71,8 @@ pub mod verify;
 pub mod cli;
 pub mod pipeline;
 
+#[cfg(test)]
+mod test_http;
+
 pub use finding::{Finding, FindingKind, Outcome, Severity};
 pub use platform::Platform;

@@ -22,30 +22,15 @@ async fn unsupported_and_unreachable_endpoints_are_named() {
 
 /// A daemon stand-in on loopback that answers every request as Docker 17.06 (API 1.30).
 async fn old_daemon() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = sock.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let body = r#"{"Version":"17.06.0-ce","ApiVersion":"1.30","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}"#;
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.30\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if sock.write_all(reply.as_bytes()).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
+    crate::test_http::serve(|_| {
+        let body = r#"{"Version":"17.06.0-ce","ApiVersion":"1.30","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}"#;
+        crate::test_http::Reply::whole(
+            "200 OK",
+            "Content-Type: application/json\r\nApi-Version: 1.30\r\n",
+            body,
+        )
+    })
+    .await
 }
 
 #[tokio::test]

@@ -328,74 +328,43 @@ impl Store for RegistryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::test_http::{self, Reply};
 
     /// A registry stand-in on loopback that refuses every request with 401 (Basic).
     async fn refusing_registry() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = sock.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        let reply = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n";
-                        if sock.write_all(reply.as_bytes()).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        addr
+        test_http::serve(|_| {
+            Reply::whole(
+                "401 Unauthorized",
+                "WWW-Authenticate: Basic realm=\"test\"\r\n",
+                "",
+            )
+        })
+        .await
     }
 
     /// A hostile registry on loopback: `/v2/` answers 200 (no authentication), and every
     /// manifest is an endless chunked body (`declared` false) or declares 10 GB.
     async fn endless_registry(declared: bool) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = sock.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        let request = String::from_utf8_lossy(&buf[..n]).to_string();
-                        if !request.contains("/manifests/") {
-                            let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-                            if sock.write_all(ok.as_bytes()).await.is_err() {
-                                break;
-                            }
-                            continue;
-                        }
-                        let head = if declared {
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 10000000000\r\n\r\n"
-                        } else {
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        };
-                        let _ = sock.write_all(head.as_bytes()).await;
-                        let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
-                        loop {
-                            let body = if declared {
-                                " ".repeat(0x10000)
-                            } else {
-                                chunk.clone()
-                            };
-                            if sock.write_all(body.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
+        fn answer(request: &str, declared: bool) -> Reply {
+            if !request.contains("/manifests/") {
+                return Reply::whole("200 OK", "", "{}");
             }
-        });
-        addr
+            let index = "Content-Type: application/vnd.oci.image.index.v1+json\r\n";
+            match declared {
+                true => Reply {
+                    head: format!("HTTP/1.1 200 OK\r\n{index}Content-Length: 10000000000\r\n\r\n"),
+                    endless: Some(" ".repeat(0x10000)),
+                },
+                false => Reply {
+                    head: format!("HTTP/1.1 200 OK\r\n{index}Transfer-Encoding: chunked\r\n\r\n"),
+                    endless: Some(format!("10000\r\n{}\r\n", " ".repeat(0x10000))),
+                },
+            }
+        }
+        match declared {
+            true => test_http::serve(|r| answer(r, true)).await,
+            false => test_http::serve(|r| answer(r, false)).await,
+        }
     }
 
     #[tokio::test]
