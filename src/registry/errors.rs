@@ -137,7 +137,16 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn first_line(s: &str) -> String {
+/// A request that got no answer from `store`, without the URL (it names the store already).
+pub fn unreachable(store: &str, e: reqwest::Error) -> StoreError {
+    StoreError::Unreachable {
+        store: store.to_string(),
+        detail: e.without_url().to_string(),
+    }
+}
+
+/// The first line of a server's text, at most 200 characters: enough to say what it said.
+pub fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or("").trim();
     line.chars().take(200).collect()
 }

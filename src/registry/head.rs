@@ -4,13 +4,17 @@
 //!   reports existence only, and a GET to read the size makes the registry send the blob);
 //! - manifests by `GET /v2/<repository>/manifests/<reference>`, read within
 //!   [`MAX_MANIFEST_BYTES`] (oci-client reads a manifest body whole, whatever its size, so a
-//!   hostile registry could answer with gigabytes).
+//!   hostile registry could answer with gigabytes), and the digest a tag points at by a HEAD
+//!   of the same path;
+//! - the push-access check: `POST /v2/<repository>/blobs/uploads/`, then a DELETE of the
+//!   upload it opened.
 //!
-//! Both carry the grant [`super::token::Authorizer`] gave for the repository; the header is
+//! Each carries the grant [`super::token::Authorizer`] gave for the repository; the header is
 //! never logged or shown.
 
 use reqwest::StatusCode;
 
+use super::errors::unreachable;
 use super::token::{Authorizer, Grant};
 use crate::store::StoreError;
 
@@ -90,6 +94,53 @@ impl Caller<'_> {
         }
     }
 
+    /// Opens an upload and cancels it: whether the caller's grant may write here (a registry
+    /// may issue a token with fewer rights than asked and refuse only the first write).
+    pub async fn open_upload(&self) -> Result<(), StoreError> {
+        let describe = self.describe;
+        let response = self
+            .request(reqwest::Method::POST, "blobs/uploads/")
+            .await?
+            .header(reqwest::header::CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| unreachable(describe, e))?;
+        let status = response.status();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+        };
+        if status.is_success() {
+            let location =
+                header(reqwest::header::LOCATION).and_then(|l| response.url().join(l).ok());
+            if let Some(location) = location {
+                // Cancelling is a courtesy: registries expire abandoned uploads anyway.
+                let http = self.authorizer.http().await?;
+                let _ = self.grant.apply(http.delete(location)).send().await;
+            }
+            return Ok(());
+        }
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let insufficient = header(reqwest::header::WWW_AUTHENTICATE)
+                    .is_some_and(|c| c.contains("insufficient_scope"));
+                let scope_error = if insufficient {
+                    " (insufficient_scope)"
+                } else {
+                    ""
+                };
+                let code = status.as_u16();
+                Err(self.refused(status, format!("{code} on opening an upload{scope_error}")))
+            }
+            _ => Err(StoreError::Other {
+                store: describe.to_string(),
+                detail: format!("opening an upload answered {}", status.as_u16()),
+            }),
+        }
+    }
+
     /// The manifest `reference` (a tag or digest) of the caller's repository, read within
     /// [`MAX_MANIFEST_BYTES`]; `accept` lists the media types asked for.
     pub async fn manifest(&self, reference: &str, accept: &[&str]) -> Result<Vec<u8>, StoreError> {
@@ -161,12 +212,5 @@ impl Caller<'_> {
     fn refused(&self, status: StatusCode, detail: String) -> StoreError {
         let credentials = self.authorizer.credentials();
         super::errors::refused(self.describe, status.as_u16(), detail, credentials)
-    }
-}
-
-fn unreachable(describe: &str, e: reqwest::Error) -> StoreError {
-    StoreError::Unreachable {
-        store: describe.to_string(),
-        detail: e.without_url().to_string(),
     }
 }

@@ -184,69 +184,14 @@ impl RegistryStore {
     /// token with fewer rights than asked and only refuse at the first write.
     pub async fn check_push_access(&self) -> Result<(), StoreError> {
         let describe = self.describe();
-        let grant = self.grant(true, &[]).await?;
-        let base = format!(
-            "{}{}/",
-            self.authorizer.base_url(),
-            self.reference.repository()
-        );
-        let http = self.authorizer.http().await?;
-        let unreachable = |e: reqwest::Error| StoreError::Unreachable {
-            store: describe.clone(),
-            detail: e.without_url().to_string(),
-        };
-        let response = grant
-            .apply(http.post(format!("{base}blobs/uploads/")))
-            .header(reqwest::header::CONTENT_LENGTH, "0")
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let challenge = response
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        match status {
-            200..=299 => {
-                if let Some(location) = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|l| response.url().join(l).ok())
-                {
-                    // Cancelling is a courtesy: registries expire abandoned uploads anyway.
-                    let _ = grant.apply(http.delete(location)).send().await;
-                }
-                Ok(())
-            }
-            401 | 403 => {
-                let scope_error = if challenge.contains("insufficient_scope") {
-                    " (insufficient_scope)"
-                } else {
-                    ""
-                };
-                let detail = format!("{status} on opening an upload{scope_error}");
-                Err(errors::refused(
-                    &describe,
-                    status,
-                    detail,
-                    self.credentials(),
-                ))
-            }
-            _ => Err(StoreError::Other {
-                store: describe,
-                detail: format!("opening an upload answered {status}"),
-            }),
-        }
+        self.caller(&describe, true).await?.open_upload().await
     }
 
     /// The digest the tag (or digest) `reference` points at now: a HEAD where the registry
     /// says it, else the manifest fetched and hashed.
     pub async fn manifest_digest(&self, reference: &str) -> Result<String, StoreError> {
         let describe = self.describe();
-        let caller = self.caller(&describe).await?;
+        let caller = self.caller(&describe, false).await?;
         if let Some(digest) = caller
             .manifest_digest(reference, media_types::ACCEPTED_MANIFESTS)
             .await?
@@ -256,12 +201,17 @@ impl RegistryStore {
         Ok(self.manifest(reference).await?.digest)
     }
 
-    /// This store as the one asking, for the requests of [`head`].
-    async fn caller<'a>(&'a self, describe: &'a str) -> Result<head::Caller<'a>, StoreError> {
+    /// This store as the one asking, for the requests of [`head`], with the grant for
+    /// reading or, with `push`, writing.
+    async fn caller<'a>(
+        &'a self,
+        describe: &'a str,
+        push: bool,
+    ) -> Result<head::Caller<'a>, StoreError> {
         Ok(head::Caller {
             authorizer: &self.authorizer,
             repository: self.reference.repository(),
-            grant: self.grant(false, &[]).await?,
+            grant: self.grant(push, &[]).await?,
             describe,
         })
     }
@@ -279,7 +229,7 @@ impl Store for RegistryStore {
         let what = format!("manifest {reference}");
         let describe = self.describe();
         let bytes = self
-            .caller(&describe)
+            .caller(&describe, false)
             .await?
             .manifest(reference, media_types::ACCEPTED_MANIFESTS)
             .await?;
@@ -305,7 +255,7 @@ impl Store for RegistryStore {
 
     async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
         let describe = self.describe();
-        self.caller(&describe).await?.size(digest).await
+        self.caller(&describe, false).await?.size(digest).await
     }
 
     async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {

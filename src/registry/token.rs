@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::credentials::{Credentials, Secret};
+use super::errors::{first_line, unreachable};
 use crate::store::StoreError;
 
 /// The largest token or error answer read: real ones are a few KiB.
@@ -214,7 +215,7 @@ impl Authorizer {
                 builder.build()
             })
             .await
-            .map_err(|e| self.unreachable(e))
+            .map_err(|e| unreachable(&self.registry, e))
     }
 
     /// The grant for `scopes` (see [`scope`]), from the cache while it is fresh.
@@ -256,7 +257,7 @@ impl Authorizer {
             .get(self.base_url())
             .send()
             .await
-            .map_err(|e| self.unreachable(e))?;
+            .map_err(|e| unreachable(&self.registry, e))?;
         let header = response
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)
@@ -306,7 +307,11 @@ impl Authorizer {
         })?;
         let status = response.status();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| unreachable(&self.registry, e))?
+        {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(self.other(format!(
                     "the token server {server} answered more than {MAX_ANSWER_BYTES} bytes"
@@ -334,15 +339,8 @@ impl Authorizer {
             }),
             code => Err(self.other(format!(
                 "the token server {server} answered {code}: {}",
-                crate::finding::for_terminal(first_line(&body))
+                crate::finding::for_terminal(&first_line(&String::from_utf8_lossy(&body)))
             ))),
-        }
-    }
-
-    fn unreachable(&self, e: reqwest::Error) -> StoreError {
-        StoreError::Unreachable {
-            store: self.registry.clone(),
-            detail: e.without_url().to_string(),
         }
     }
 
@@ -351,15 +349,6 @@ impl Authorizer {
             store: self.registry.clone(),
             detail,
         }
-    }
-}
-
-fn first_line(body: &[u8]) -> &str {
-    let text = std::str::from_utf8(body).unwrap_or("(not text)");
-    let line = text.lines().next().unwrap_or("").trim();
-    match line.char_indices().nth(200) {
-        Some((end, _)) => &line[..end],
-        None => line,
     }
 }
 
