@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dockerfile::Dockerfile;
 use crate::reference::ImageRef;
-use crate::registry::{RegistryOptions, RegistryStore};
+use crate::registry::{RegistryOptions, StorePool};
 
 /// A `FROM` image and the digest its reference resolved to (`None`: it could not be
 /// resolved, e.g. an image that only exists in the builder's daemon).
@@ -24,15 +24,9 @@ pub struct ResolvedBase {
 /// override the global `ARG` defaults, as BuildKit expands a `FROM` line; `scratch`, earlier
 /// stages and references that still hold a `$` are left out.
 pub fn references(dockerfile: &Dockerfile, build_args: &BTreeMap<String, String>) -> Vec<String> {
-    let mut with_args = dockerfile.clone();
-    for arg in &mut with_args.global_args {
-        if let Some(value) = build_args.get(&arg.name) {
-            arg.default = Some(value.clone());
-        }
-    }
     let mut out: Vec<String> = Vec::new();
     for (stage, parent) in dockerfile.stages.iter().zip(dockerfile.parents()) {
-        let image = with_args.expand_global_args(&stage.base);
+        let image = dockerfile.expand_args(&stage.base, build_args);
         if parent.is_some()
             || image.is_empty()
             || image.eq_ignore_ascii_case("scratch")
@@ -47,24 +41,31 @@ pub fn references(dockerfile: &Dockerfile, build_args: &BTreeMap<String, String>
 }
 
 /// Each reference with the digest it points at now: a digest reference is its own answer;
-/// a tag is asked of its registry (one HEAD each, at the same time).
+/// a tag is asked of its registry (one HEAD each, at the same time, the repositories of one
+/// registry sharing its connection and authorization).
 pub async fn resolve(references: &[String], registry: &RegistryOptions) -> Vec<ResolvedBase> {
-    let lookups = references.iter().map(|reference| async move {
-        let digest = match reference.parse::<ImageRef>() {
-            Ok(parsed) => match parsed.digest() {
-                Some(digest) => Some(digest.to_string()),
-                None => RegistryStore::new(&parsed, registry)
-                    .manifest_digest(parsed.tag_or_digest())
-                    .await
-                    .ok(),
-            },
-            Err(_) => None,
-        };
-        ResolvedBase {
-            reference: reference.clone(),
-            digest,
-        }
-    });
+    let mut pool = StorePool::default();
+    let lookups: Vec<_> = references
+        .iter()
+        .map(|reference| {
+            let parsed = reference.parse::<ImageRef>().ok();
+            let store = parsed
+                .as_ref()
+                .filter(|p| p.digest().is_none())
+                .map(|p| pool.store(p, registry));
+            async move {
+                let digest = match (&parsed, store) {
+                    (Some(p), _) if p.digest().is_some() => p.digest().map(str::to_string),
+                    (Some(p), Some(store)) => store.manifest_digest(p.tag_or_digest()).await.ok(),
+                    _ => None,
+                };
+                ResolvedBase {
+                    reference: reference.clone(),
+                    digest,
+                }
+            }
+        })
+        .collect();
     futures_util::future::join_all(lookups).await
 }
 

@@ -77,6 +77,8 @@ fn platform_slug(platform: &Platform) -> String {
 struct Prepared {
     dockerfile: Dockerfile,
     native: Result<Platform, BuildError>,
+    /// The job's base images as resolved for this run.
+    bases: Vec<bases::ResolvedBase>,
 }
 
 /// Builds every request; the result has one [`BuiltImage`] per request, in request order.
@@ -108,30 +110,37 @@ pub async fn run<E: BuildEngine>(
         .keys()
         .map(|endpoint| (endpoint.clone(), Arc::new(Semaphore::new(limit))))
         .collect();
-    let jobs = requests.iter().enumerate().map(|(index, request)| {
-        let prepared = Prepared {
-            dockerfile: read_dockerfile(request),
-            native: natives[&request.builder.url].clone(),
-        };
-        let semaphore = semaphores[&request.builder.url].clone();
-        let (events, cancel) = (events.clone(), cancel.clone());
-        async move {
-            let result = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => Err(BuildError::Cancelled),
-                permit = semaphore.acquire_owned() => {
-                    let _permit = permit.expect("semaphore never closed");
-                    build_one(engine, index, request, prepared, options, &events, &cancel).await
-                }
+    let dockerfiles: Vec<Dockerfile> = requests.iter().map(read_dockerfile).collect();
+    let mut job_bases = resolve_bases(&requests, &dockerfiles, options)
+        .await
+        .into_iter();
+    let jobs = requests.iter().zip(dockerfiles).enumerate().map(
+        |(index, (request, dockerfile))| {
+            let prepared = Prepared {
+                dockerfile,
+                native: natives[&request.builder.url].clone(),
+                bases: job_bases.next().unwrap_or_default(),
             };
-            if let Err(err) = &result {
-                if *err != BuildError::Cancelled {
-                    report_failure(&events, JobLabel::of(request, index), err).await;
+            let semaphore = semaphores[&request.builder.url].clone();
+            let (events, cancel) = (events.clone(), cancel.clone());
+            async move {
+                let result = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => Err(BuildError::Cancelled),
+                    permit = semaphore.acquire_owned() => {
+                        let _permit = permit.expect("semaphore never closed");
+                        build_one(engine, index, request, prepared, options, &events, &cancel).await
+                    }
+                };
+                if let Err(err) = &result {
+                    if *err != BuildError::Cancelled {
+                        report_failure(&events, JobLabel::of(request, index), err).await;
+                    }
                 }
+                result
             }
-            result
-        }
-    });
+        },
+    );
     let results = join_all(jobs).await;
 
     let mut built = Vec::new();
@@ -280,7 +289,7 @@ async fn build_one<E: BuildEngine>(
         bases,
         fingerprint,
         previous,
-    } = inputs(request, &prepared.dockerfile, &labels, options).await?;
+    } = inputs(request, prepared.bases, &labels, options)?;
     let rebuild_reason = previous
         .as_ref()
         .and_then(|entry| bases::moved(&entry.bases, &bases));
@@ -351,21 +360,54 @@ struct Inputs {
     previous: Option<CacheEntry>,
 }
 
-async fn inputs(
+fn reuse_enabled(options: &BuildOptions) -> bool {
+    options.cache_dir.is_some() && !options.no_cache
+}
+
+/// Each job's base images, every distinct reference resolved once for the whole run (a
+/// two-platform image on one base asks its registry once, not once per job); none when the
+/// no-change reuse is off.
+async fn resolve_bases(
+    requests: &[Job],
+    dockerfiles: &[Dockerfile],
+    options: &BuildOptions,
+) -> Vec<Vec<bases::ResolvedBase>> {
+    if !reuse_enabled(options) {
+        return vec![Vec::new(); requests.len()];
+    }
+    let names: Vec<Vec<String>> = requests
+        .iter()
+        .zip(dockerfiles)
+        .map(|(request, dockerfile)| bases::references(dockerfile, &request.build_args))
+        .collect();
+    let mut distinct: Vec<String> = names.iter().flatten().cloned().collect();
+    distinct.sort();
+    distinct.dedup();
+    let resolved: HashMap<String, bases::ResolvedBase> =
+        bases::resolve(&distinct, &options.registry)
+            .await
+            .into_iter()
+            .map(|base| (base.reference.clone(), base))
+            .collect();
+    names
+        .iter()
+        .map(|job| job.iter().map(|name| resolved[name].clone()).collect())
+        .collect()
+}
+
+fn inputs(
     request: &Job,
-    dockerfile: &Dockerfile,
+    bases: Vec<bases::ResolvedBase>,
     labels: &std::collections::BTreeMap<String, String>,
     options: &BuildOptions,
 ) -> Result<Inputs, BuildError> {
-    if options.cache_dir.is_none() || options.no_cache {
+    if !reuse_enabled(options) {
         return Ok(Inputs {
             bases: Vec::new(),
             fingerprint: None,
             previous: None,
         });
     }
-    let names = bases::references(dockerfile, &request.build_args);
-    let bases = bases::resolve(&names, &options.registry).await;
     let fingerprint = Some(fingerprint::compute(request, labels, &bases)?);
     let previous = options
         .cache_dir

@@ -10,7 +10,7 @@ use crate::cli::Context;
 use crate::finding::{Finding, FindingKind, FindingsDocument, Outcome, Severity};
 use crate::k8s::{self, Patch};
 use crate::platform::{self, Platform};
-use crate::registry::{RegistryOptions, RegistryStore};
+use crate::registry::{RegistryOptions, StorePool};
 use crate::store::StoreError;
 
 #[derive(clap::Args, Debug)]
@@ -62,16 +62,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<Outcome> {
     };
     // One client per registry host, shared by all its repositories: a new client per image
     // costs a connection and a token dance each (three quarters of an audit's time).
-    let clients = std::sync::Mutex::new(std::collections::HashMap::<String, RegistryStore>::new());
+    let pool = std::sync::Mutex::new(StorePool::default());
     let resolver = StoreResolver::new(|image: &crate::reference::ImageRef| {
-        let mut clients = clients.lock().unwrap_or_else(|e| e.into_inner());
-        let host = image.registry().to_string();
-        let store = match clients.get(&host) {
-            Some(first) => first.with_repository(image, &opts),
-            None => RegistryStore::new(image, &opts),
-        };
-        clients.entry(host).or_insert_with(|| store.clone());
-        Ok::<_, StoreError>(store)
+        let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+        Ok::<_, StoreError>(pool.store(image, &opts))
     });
     let mut audit = audit::run(&resolver, workloads, &bases, &cluster).await;
     findings.append(&mut audit.findings);

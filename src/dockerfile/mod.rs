@@ -210,12 +210,23 @@ impl Dockerfile {
     /// `${NAME:-fallback}`), as BuildKit expands a `FROM` line; an argument without a default
     /// is left as written.
     pub fn expand_global_args(&self, word: &str) -> String {
+        self.expand_args(word, &std::collections::BTreeMap::new())
+    }
+
+    /// [`Dockerfile::expand_global_args`] with `build_args` given (`--build-arg`): a declared
+    /// global `ARG` takes its build argument's value before its default, as in BuildKit; an
+    /// undeclared one is not substituted.
+    pub fn expand_args(
+        &self,
+        word: &str,
+        build_args: &std::collections::BTreeMap<String, String>,
+    ) -> String {
         let value = |name: &str| {
-            self.global_args
-                .iter()
-                .rev()
-                .find(|a| a.name == name)
-                .and_then(|a| a.default.clone())
+            let declared = self.global_args.iter().rev().find(|a| a.name == name)?;
+            build_args
+                .get(name)
+                .cloned()
+                .or_else(|| declared.default.clone())
         };
         let mut out = String::new();
         let mut rest = word;

@@ -7,6 +7,7 @@
 pub mod credentials;
 pub mod errors;
 mod head;
+mod pool;
 pub mod token;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use crate::source::is_loopback_registry;
 use crate::store::{BlobReader, RawManifest, Store, StoreError};
 
 pub use credentials::Credentials;
+pub use pool::StorePool;
 use token::{Authorizer, Grant};
 
 /// How to reach registries: which may be spoken to over plain HTTP, and where the Docker
