@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 
-use super::{require, run_ok, which, Registry};
+use super::{openssl, require, run_ok, which, Registry};
 
 pub const SERVICE: &str = "archbuild-test-registry";
 const ISSUER: &str = "archbuild-test-token-issuer";
@@ -65,9 +65,7 @@ pub fn token_server() -> Option<TokenServer> {
         dir.path().join("key.der"),
         dir.path().join("cert.pem"),
     );
-    let ssl = |args: &[&str]| {
-        run_ok(Command::new("openssl").args(args).current_dir(dir.path()));
-    };
+    let ssl = |args: &[&str]| openssl(dir.path(), args);
     ssl(&[
         "ecparam",
         "-name",

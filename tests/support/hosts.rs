@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{require, run_ok, which};
+use super::{openssl, require, run_ok, which};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -24,26 +24,26 @@ impl Certificates {
     pub fn new() -> Option<Certificates> {
         require("openssl", which("openssl"))?;
         let dir = tempfile::tempdir().unwrap();
-        let ssl = |args: &[&str]| {
-            run_ok(Command::new("openssl").args(args).current_dir(dir.path()));
-        };
-        ssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca-key.pem",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=archbuild-test-ca",
-        ]);
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=archbuild-test-ca",
+            ],
+        );
         let certs = Certificates { dir };
         certs.sign(
             "client",
@@ -61,41 +61,44 @@ impl Certificates {
     /// Signs a new key's certificate with the CA, with `extensions` (an openssl ext file).
     fn sign(&self, name: &str, extensions: &str, cert: &str, key: &str) {
         let dir = self.dir.path();
-        let ssl = |args: &[&str]| {
-            run_ok(Command::new("openssl").args(args).current_dir(dir));
-        };
-        ssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
         std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
-        ssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-out",
-            cert,
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                cert,
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
     }
 }
 

@@ -182,6 +182,11 @@ fn http_status(method: &str, addr: &str, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Runs `openssl ARGS` in `dir` (certificates and keys for the harness's servers).
+pub fn openssl(dir: &Path, args: &[&str]) {
+    run_ok(Command::new("openssl").args(args).current_dir(dir));
+}
+
 /// Finds a program on `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
