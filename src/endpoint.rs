@@ -148,56 +148,71 @@ fn unreadable(path: &Path, e: impl std::fmt::Display) -> EndpointError {
     }
 }
 
-/// The daemon that builds `platform`: `[builders]` entry for it, `[builders] default`,
+/// The daemons that build `platform`: `[builders]` entry for it, `[builders] default`,
 /// `DOCKER_HOST`, the current Docker context, the default socket. `file_label` names the
-/// project file in `chosen_by` (usually `archbuild.toml`).
+/// project file in `chosen_by` (usually `archbuild.toml`). Never empty; several when the
+/// `[builders]` entry lists several URLs (the plan spreads the platform's jobs over them).
 pub fn resolve(
     builders: &Builders,
     file_label: &str,
     platform: &Platform,
     env: &EndpointEnv,
-) -> Result<Endpoint, EndpointError> {
-    if let Some(url) = builders.by_platform.get(platform) {
-        return configured(url, format!("{file_label} [builders] \"{platform}\""), env);
+) -> Result<Vec<Endpoint>, EndpointError> {
+    if let Some(urls) = builders.by_platform.get(platform) {
+        return configured(urls, format!("{file_label} [builders] \"{platform}\""), env);
     }
-    if let Some(url) = &builders.default {
-        return configured(url, format!("{file_label} [builders] default"), env);
+    if let Some(urls) = &builders.default {
+        return configured(urls, format!("{file_label} [builders] default"), env);
     }
     if let Some(host) = &env.docker_host {
-        return Ok(Endpoint {
+        return Ok(vec![Endpoint {
             url: host.clone(),
             chosen_by: "DOCKER_HOST".to_string(),
             tls: None,
-        });
+        }]);
     }
     if let Some(name) = env.current_context()?.filter(|n| n != "default") {
-        return Ok(Endpoint {
+        return Ok(vec![Endpoint {
             url: env.context_host(&name)?,
             chosen_by: format!("docker context \"{name}\""),
             tls: env.context_tls(&name),
-        });
+        }]);
     }
-    Ok(Endpoint {
+    Ok(vec![Endpoint {
         url: DEFAULT_SOCKET.to_string(),
         chosen_by: "default socket".to_string(),
         tls: None,
-    })
+    }])
 }
 
-/// A URL from the project file; `context:NAME` is looked up in the context store.
-fn configured(url: &str, chosen_by: String, env: &EndpointEnv) -> Result<Endpoint, EndpointError> {
-    match url.strip_prefix("context:") {
-        Some(name) => Ok(Endpoint {
-            url: env.context_host(name)?,
-            chosen_by: format!("{chosen_by} (docker context \"{name}\")"),
-            tls: env.context_tls(name),
-        }),
-        None => Ok(Endpoint {
-            url: url.to_string(),
-            chosen_by,
-            tls: None,
-        }),
+/// URLs from the project file; `context:NAME` is looked up in the context store. With several
+/// URLs, each one's `chosen_by` says which of them it is.
+fn configured(
+    urls: &[String],
+    chosen_by: String,
+    env: &EndpointEnv,
+) -> Result<Vec<Endpoint>, EndpointError> {
+    let count = urls.len();
+    let mut out = Vec::new();
+    for (n, url) in urls.iter().enumerate() {
+        let chosen_by = match count {
+            1 => chosen_by.clone(),
+            _ => format!("{chosen_by}, builder {} of {count}", n + 1),
+        };
+        out.push(match url.strip_prefix("context:") {
+            Some(name) => Endpoint {
+                url: env.context_host(name)?,
+                chosen_by: format!("{chosen_by} (docker context \"{name}\")"),
+                tls: env.context_tls(name),
+            },
+            None => Endpoint {
+                url: url.to_string(),
+                chosen_by,
+                tls: None,
+            },
+        });
     }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -217,7 +232,9 @@ mod tests {
     }
 
     fn chosen(builders: &Builders, env: &EndpointEnv) -> (String, String) {
-        let e = resolve(builders, "archbuild.toml", &arm64(), env).unwrap();
+        let mut all = resolve(builders, "archbuild.toml", &arm64(), env).unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        let e = all.remove(0);
         (e.url, e.chosen_by)
     }
 
@@ -238,8 +255,8 @@ mod tests {
         let mut builders = Builders::default();
         builders
             .by_platform
-            .insert(arm64(), "ssh://ci@arm-builder".into());
-        builders.default = Some("unix:///run/other.sock".into());
+            .insert(arm64(), vec!["ssh://ci@arm-builder".into()]);
+        builders.default = Some(vec!["unix:///run/other.sock".into()]);
 
         let by = |u: &str, c: &str| (u.to_string(), c.to_string());
         assert_eq!(
@@ -294,7 +311,7 @@ mod tests {
         );
 
         let mut builders = Builders {
-            default: Some("context:arm".into()),
+            default: Some(vec!["context:arm".into()]),
             ..Builders::default()
         };
         assert_eq!(
@@ -302,7 +319,7 @@ mod tests {
             "archbuild.toml [builders] default (docker context \"arm\")"
         );
 
-        builders.default = Some("context:nope".into());
+        builders.default = Some(vec!["context:nope".into()]);
         let err = resolve(&builders, "archbuild.toml", &arm64(), &env).unwrap_err();
         let text = err.to_string();
         assert!(
@@ -330,12 +347,43 @@ mod tests {
             config_dir: Some(config.path().to_path_buf()),
         };
         let e = resolve(&Builders::default(), "archbuild.toml", &arm64(), &env).unwrap();
-        assert_eq!(e.tls, Some(tls));
+        assert_eq!(e[0].tls, Some(tls));
         let builders = Builders {
-            default: Some("context:plain".into()),
+            default: Some(vec!["context:plain".into()]),
             ..Builders::default()
         };
         let e = resolve(&builders, "archbuild.toml", &arm64(), &env).unwrap();
-        assert_eq!((e.url.as_str(), e.tls), ("tcp://10.0.0.8:2375", None));
+        assert_eq!(
+            (e[0].url.as_str(), e[0].tls.clone()),
+            ("tcp://10.0.0.8:2375", None)
+        );
+    }
+
+    #[test]
+    fn several_builders_of_a_platform_each_say_which_they_are() {
+        let env = EndpointEnv::default();
+        let mut builders = Builders::default();
+        builders.by_platform.insert(
+            arm64(),
+            vec!["ssh://ci@arm1".into(), "tcp://arm2:2376".into()],
+        );
+        let all = resolve(&builders, "archbuild.toml", &arm64(), &env).unwrap();
+        let got: Vec<(&str, &str)> = all
+            .iter()
+            .map(|e| (e.url.as_str(), e.chosen_by.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "ssh://ci@arm1",
+                    "archbuild.toml [builders] \"linux/arm64\", builder 1 of 2"
+                ),
+                (
+                    "tcp://arm2:2376",
+                    "archbuild.toml [builders] \"linux/arm64\", builder 2 of 2"
+                ),
+            ]
+        );
     }
 }

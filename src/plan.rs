@@ -26,6 +26,10 @@ pub struct Job {
     pub platform: Platform,
     /// The daemon that builds it, and which setting chose that daemon.
     pub builder: Endpoint,
+    /// The platform's other builders, in the order they take this job when `builder` does not
+    /// answer (empty unless `[builders]` lists several URLs for the platform).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternates: Vec<Endpoint>,
     pub context: PathBuf,
     pub dockerfile: PathBuf,
     pub target: Option<String>,
@@ -83,28 +87,49 @@ pub fn expand(project: &Project, env: &EndpointEnv, only: &[String]) -> Result<P
         }
     }
     let mut jobs = Vec::new();
+    let mut seen: BTreeMap<Platform, usize> = BTreeMap::new();
     for image in project.images.values() {
         if !only.is_empty() && !only.contains(&image.name) {
             continue;
         }
         for platform in &image.platforms {
-            let builder = endpoint::resolve(&project.builders, &file_label, platform, env)
+            let builders = endpoint::resolve(&project.builders, &file_label, platform, env)
                 .map_err(|source| PlanError::Endpoint {
                     image: image.name.clone(),
                     platform: platform.clone(),
                     source: Box::new(source),
                 })?;
-            jobs.push(job(image, platform, builder));
+            let turn = seen.entry(platform.clone()).or_default();
+            jobs.push(job(image, platform, in_turn(builders, *turn)));
+            *turn += 1;
         }
     }
     Ok(Plan { jobs })
 }
 
-fn job(image: &Image, platform: &Platform, builder: Endpoint) -> Job {
+/// The builders of a platform as its `turn`-th job uses them: the platform's jobs go to its
+/// builders in turn (round-robin, in image order), and each job's alternates follow its own
+/// builder in the same rotation, so a builder that is down spreads its jobs over the others.
+fn in_turn(mut builders: Vec<Endpoint>, turn: usize) -> (Endpoint, Vec<Endpoint>) {
+    let count = builders.len();
+    builders.rotate_left(turn % count.max(1));
+    let mut builders = builders.into_iter();
+    let first = builders
+        .next()
+        .expect("endpoint::resolve returns at least one builder");
+    (first, builders.collect())
+}
+
+fn job(
+    image: &Image,
+    platform: &Platform,
+    (builder, alternates): (Endpoint, Vec<Endpoint>),
+) -> Job {
     Job {
         image: image.name.clone(),
         platform: platform.clone(),
         builder,
+        alternates,
         context: image.context.clone(),
         dockerfile: image.dockerfile.clone(),
         target: image.target.clone(),
@@ -246,5 +271,49 @@ platforms = ["linux/arm/v7"]
             err.to_string(),
             "no image \"apii\" in archbuild.toml (did you mean \"api\"?); the images are: Web_UI, api"
         );
+    }
+
+    #[test]
+    fn a_platforms_jobs_go_to_its_builders_in_turn() {
+        let text = r#"
+[defaults]
+platforms = ["linux/arm64", "linux/amd64"]
+[images.a]
+[images.b]
+[images.c]
+[builders]
+"linux/arm64" = ["ssh://ci@arm1", "ssh://ci@arm2"]
+"#;
+        let project =
+            config::parse_with(text, Path::new("/p/archbuild.toml"), &Everything).unwrap();
+        let plan = expand(&project, &env(), &[]).unwrap();
+        let arm: Vec<(&str, &str, Vec<&str>)> = plan
+            .jobs
+            .iter()
+            .filter(|j| j.platform.to_string() == "linux/arm64")
+            .map(|j| {
+                let alternates = j.alternates.iter().map(|e| e.url.as_str()).collect();
+                (j.image.as_str(), j.builder.url.as_str(), alternates)
+            })
+            .collect();
+        assert_eq!(
+            arm,
+            vec![
+                ("a", "ssh://ci@arm1", vec!["ssh://ci@arm2"]),
+                ("b", "ssh://ci@arm2", vec!["ssh://ci@arm1"]),
+                ("c", "ssh://ci@arm1", vec!["ssh://ci@arm2"]),
+            ]
+        );
+        assert_eq!(
+            plan.jobs[0].builder.chosen_by,
+            "archbuild.toml [builders] \"linux/arm64\", builder 1 of 2"
+        );
+        let amd = plan
+            .jobs
+            .iter()
+            .filter(|j| j.platform.to_string() == "linux/amd64");
+        assert!(amd
+            .into_iter()
+            .all(|j| j.alternates.is_empty() && j.builder.url == "tcp://127.0.0.1:2375"));
     }
 }

@@ -31,6 +31,7 @@ fn request(project: &Project, image: &str, platform: &str, endpoint: &str) -> Jo
             chosen_by: "DOCKER_HOST".into(),
             tls: None,
         },
+        alternates: Vec::new(),
         platform_tag: buildkit::jobs::keep_tag(image, &Platform::parse(platform).unwrap()),
     }
 }

@@ -3,8 +3,9 @@
 //! `DOCKER_CERT_PATH`). A two-platform image is built with one platform on each host, with
 //! the context sent by the BuildKit session's file sync over TLS (a one-file change sends
 //! about that file), checked, published to the loopback registry from the daemons that built
-//! it, pulled and run by the local daemon. A certificate from another CA and a builder that
-//! is down are refused clearly (exit 2).
+//! it, pulled and run by the local daemon. Two builders for one platform share its jobs, and
+//! take each other's when one is down. A certificate from another CA and a builder that is
+//! down with no other for its platform are refused clearly (exit 2).
 
 mod support;
 
@@ -29,6 +30,21 @@ fn context_bytes(report: &Value) -> Vec<(String, u64)> {
             (
                 i["platform"].as_str().unwrap().to_string(),
                 i["context_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// (image, builder URL) of each built job.
+fn built_on(report: &Value) -> Vec<(String, String)> {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["image"].as_str().unwrap().to_string(),
+                i["endpoint_url"].as_str().unwrap().to_string(),
             )
         })
         .collect()
@@ -222,11 +238,90 @@ async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled
         "file sync: {via_context:?}"
     );
 
+    // Two builders for one platform: its jobs (two images) go to them in turn, and each
+    // image is published from the daemon that built it.
+    let two_builders = format!(
+        "[defaults]\nplatforms = [\"linux/amd64\"]\n\n[images.app]\ncontext = \"app\"\nrepository = \"{repository}\"\ntags = [\"spread\"]\n\n[images.tool]\ncontext = \"app\"\nrepository = \"{repository}-tool\"\ntags = [\"spread\"]\n\n[builders]\n\"linux/amd64\" = [\"{}\", \"{}\"]\n",
+        amd64_host.url, arm64_host.url
+    );
+    p.write("archbuild.toml", &two_builders);
+    let plan = p.archbuild(&["plan", "--json"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    let plan = json_of(&plan);
+    let routed: Vec<(&str, &str, &str)> = plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["image"].as_str().unwrap(),
+                j["builder"]["url"].as_str().unwrap(),
+                j["alternates"][0]["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routed,
+        vec![
+            ("app", amd64_host.url.as_str(), arm64_host.url.as_str()),
+            ("tool", arm64_host.url.as_str(), amd64_host.url.as_str()),
+        ]
+    );
+    let out = tls(
+        &mut p.command(&["build", "--push", "--json", "--progress", "plain"]),
+        ca.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        built_on(&json_of(&out)),
+        vec![
+            ("app".to_string(), amd64_host.url.clone()),
+            ("tool".to_string(), arm64_host.url.clone()),
+        ]
+    );
+    for reference in [
+        format!("{repository}:spread"),
+        format!("{repository}-tool:spread"),
+    ] {
+        let verify = p.archbuild(&["verify", &reference, "--platform", "linux/amd64"]);
+        assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    }
+
     // A builder that is down (its daemon stopped; the namespace kept, so that nothing is
-    // sent past it): named, with the setting that chose it.
+    // sent past it): its job goes to the platform's other builder, and is said so.
     let address = arm64_host.address.clone();
     arm64_host.stop_daemon();
     p.write("app/note.txt", "third\n");
+    let out = tls(
+        &mut p.command(&["build", "--no-output", "--json", "--progress", "plain"]),
+        ca.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "[tool linux/amd64] builder {} is down, building on {} instead",
+            arm64_host.url, amd64_host.url
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        built_on(&json_of(&out)),
+        vec![
+            ("app".to_string(), amd64_host.url.clone()),
+            ("tool".to_string(), amd64_host.url.clone()),
+        ]
+    );
+
+    // With no other builder for its platform, the job fails before anything is built: the
+    // builder is named, with the setting that chose it.
+    p.write(
+        "archbuild.toml",
+        format!(
+            "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
+            amd64_host.url, arm64_host.url
+        ),
+    );
     let out = tls(&mut p.command(&["build", "--no-output"]), ca.path());
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -54,6 +54,14 @@ pub enum BuildEvent {
         /// changed (a base image that moved).
         rebuild_reason: Option<String>,
     },
+    /// The job's own builder did not answer; it goes to another builder of its platform.
+    JobMoved {
+        job: JobLabel,
+        from: String,
+        to: String,
+        /// Why `from` was passed over.
+        reason: String,
+    },
     StepStarted {
         job: JobLabel,
         step: usize,
@@ -96,6 +104,7 @@ impl BuildEvent {
     pub fn job(&self) -> &JobLabel {
         match self {
             BuildEvent::JobStarted { job, .. }
+            | BuildEvent::JobMoved { job, .. }
             | BuildEvent::StepStarted { job, .. }
             | BuildEvent::StepCached { job, .. }
             | BuildEvent::StepDone { job, .. }

@@ -138,6 +138,7 @@ mod tests {
                 chosen_by: "the default socket".into(),
                 tls: None,
             },
+            alternates: Vec::new(),
             platform_tag: crate::reference::ImageRef::local(
                 "archbuild-local/api",
                 "latest-linux-arm64",

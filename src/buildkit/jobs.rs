@@ -92,10 +92,14 @@ pub async fn run<E: BuildEngine>(
     events: mpsc::Sender<BuildEvent>,
     cancel: CancellationToken,
 ) -> Result<Vec<BuiltImage>, BuildError> {
-    let natives = native_platforms(engine, &requests).await;
-    // Every builder answers before any build starts: a builder that is down fails the run
-    // now, instead of after the other builders' long builds.
-    let down = unreachable_builders(&requests, &natives);
+    let natives = probe::native_platforms(engine, &requests).await;
+    // Every builder answers before any build starts: a job whose builder is down goes to one
+    // of its platform's other builders, or, when it has none that answers, fails the run now,
+    // instead of after the other builders' long builds.
+    let (requests, moves, down) = probe::failover(requests, &natives);
+    for moved in moves {
+        let _ = events.send(moved).await;
+    }
     if !down.is_empty() {
         for (job, err) in &down {
             report_failure(&events, job.clone(), err).await;
@@ -183,51 +187,6 @@ async fn report_failure(events: &mpsc::Sender<BuildEvent>, job: JobLabel, err: &
         .await;
 }
 
-/// The jobs whose builder did not answer, with why.
-fn unreachable_builders(
-    requests: &[Job],
-    natives: &HashMap<String, Result<Platform, BuildError>>,
-) -> Vec<(JobLabel, BuildError)> {
-    requests
-        .iter()
-        .enumerate()
-        .filter_map(|(index, request)| {
-            let err = natives[&request.builder.url].as_ref().err()?;
-            Some((JobLabel::of(request, index), err.clone()))
-        })
-        .collect()
-}
-
-async fn native_platforms<E: BuildEngine>(
-    engine: &E,
-    requests: &[Job],
-) -> HashMap<String, Result<Platform, BuildError>> {
-    let mut endpoints: Vec<(&str, Option<&String>)> = Vec::new();
-    for request in requests {
-        if !endpoints.iter().any(|(e, _)| *e == request.builder.url) {
-            endpoints.push((&request.builder.url, Some(&request.builder.chosen_by)));
-        }
-    }
-    let answers = join_all(endpoints.iter().map(|(endpoint, chosen_by)| async move {
-        let answer = engine
-            .native_platform(endpoint)
-            .await
-            .map_err(|err| match err {
-                BuildError::Unreachable {
-                    endpoint, reason, ..
-                } => BuildError::Unreachable {
-                    endpoint,
-                    chosen_by: chosen_by.cloned(),
-                    reason,
-                },
-                other => other,
-            });
-        (endpoint.to_string(), answer)
-    }))
-    .await;
-    answers.into_iter().collect()
-}
-
 fn read_dockerfile(request: &Job) -> Dockerfile {
     std::fs::read_to_string(&request.dockerfile)
         .map(|text| dockerfile::parse(&text))
@@ -261,7 +220,7 @@ pub fn emulation_finding(
 /// The emulation warnings for `requests`, asking each endpoint for its native platform
 /// (unreachable endpoints are left to the build to report).
 pub async fn emulation_findings<E: BuildEngine>(engine: &E, requests: &[Job]) -> Vec<Finding> {
-    let natives = native_platforms(engine, requests).await;
+    let natives = probe::native_platforms(engine, requests).await;
     requests
         .iter()
         .filter_map(|request| {
@@ -496,5 +455,6 @@ pub async fn release<E: BuildEngine>(engine: &E, images: &[BuiltImage]) {
     }
 }
 
+mod probe;
 #[cfg(test)]
 mod tests;

@@ -38,12 +38,22 @@ pub fn table(plan: &Plan) -> String {
         rows.push([
             job.image.clone(),
             job.platform.to_string(),
-            format!("{} ({})", job.builder.url, job.builder.chosen_by),
+            builder_cell(job),
             crate::reference::list(&job.references),
         ]);
     }
     // Names come from the project file and registries: escaped for a terminal.
     crate::finding::for_terminal(&crate::cli::table::render(&rows)).into_owned()
+}
+
+/// `URL (chosen by)`, and the builders that take the job when that one is down.
+fn builder_cell(job: &crate::plan::Job) -> String {
+    let mut cell = format!("{} ({}", job.builder.url, job.builder.chosen_by);
+    if !job.alternates.is_empty() {
+        let others: Vec<&str> = job.alternates.iter().map(|e| e.url.as_str()).collect();
+        cell.push_str(&format!("; if it is down: {}", others.join(", ")));
+    }
+    cell + ")"
 }
 
 #[cfg(test)]
@@ -72,6 +82,7 @@ mod tests {
                 "acme/api:1".parse().unwrap(),
                 "acme/api:latest".parse().unwrap(),
             ],
+            alternates: Vec::new(),
             platform_tag: crate::reference::ImageRef::local(
                 "archbuild-local/api",
                 "1-linux-arm-v7",

@@ -81,6 +81,9 @@ pub fn plain_lines(event: &BuildEvent) -> String {
                 .map(|why| format!(" ({})", crate::finding::for_terminal(why)))
                 .unwrap_or_default()
         ),
+        BuildEvent::JobMoved {
+            from, to, reason, ..
+        } => moved_line(job, from, to, reason),
         BuildEvent::StepStarted { step, name, .. } => format!("[{job}] #{step} {name}\n"),
         BuildEvent::StepCached { step, name, .. } => format!("[{job}] #{step} CACHED {name}\n"),
         BuildEvent::StepDone { step, seconds, .. } => {
@@ -107,6 +110,12 @@ pub fn plain_lines(event: &BuildEvent) -> String {
             error, log_tail, ..
         } => failure_lines(job, error, log_tail),
     }
+}
+
+fn moved_line(job: &JobLabel, from: &str, to: &str, reason: &str) -> String {
+    let reason = reason.lines().next().unwrap_or_default();
+    let text = format!("[{job}] builder {from} is down, building on {to} instead: {reason}\n");
+    crate::finding::for_terminal(&text).into_owned()
 }
 
 fn failure_lines(job: &JobLabel, error: &str, log_tail: &[String]) -> String {
@@ -146,6 +155,11 @@ async fn draw_bars(mut events: mpsc::Receiver<BuildEvent>) {
         });
         match &event {
             BuildEvent::JobStarted { endpoint, .. } => bar.set_message(format!("on {endpoint}")),
+            BuildEvent::JobMoved {
+                from, to, reason, ..
+            } => {
+                let _ = multi.println(moved_line(&job, from, to, reason).trim_end());
+            }
             BuildEvent::StepStarted { step, name, .. } => {
                 bar.set_message(format!("#{step} {name} ({cached} cached)"))
             }

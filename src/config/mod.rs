@@ -107,11 +107,12 @@ pub struct CheckSpec {
     pub page_size: Option<u64>,
 }
 
-/// `[builders]`: daemon URLs by platform, and the one for every other platform.
+/// `[builders]`: daemon URLs by platform, and the ones for every other platform. An entry
+/// with several URLs spreads its platform's jobs over them (see [`crate::plan`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Builders {
-    pub by_platform: BTreeMap<Platform, String>,
-    pub default: Option<String>,
+    pub by_platform: BTreeMap<Platform, Vec<String>>,
+    pub default: Option<Vec<String>>,
 }
 
 /// What parsing asks of the file system: whether the context folders and Dockerfiles exist.

@@ -69,7 +69,7 @@ pub(crate) struct RawProject {
     /// How many `[images.NAME]` tables there are, including those that could not be read.
     pub images_declared: usize,
     pub images: Vec<(Spanned<String>, RawImage)>,
-    pub builders: Vec<(Spanned<String>, Spanned<String>)>,
+    pub builders: Vec<(Spanned<String>, Vec<Spanned<String>>)>,
 }
 
 /// Reads the TOML document into sections, reporting syntax errors, unknown keys and values
@@ -132,31 +132,71 @@ fn images<'i>(
 fn builders(
     value: Spanned<DeValue<'_>>,
     report: &mut Report,
-) -> Vec<(Spanned<String>, Spanned<String>)> {
+) -> Vec<(Spanned<String>, Vec<Spanned<String>>)> {
     let span = value.span();
     let DeValue::Table(table) = value.into_inner() else {
         report.at(
             &span,
-            "builders must be a table of PLATFORM = \"URL\" entries",
+            "builders must be a table of PLATFORM = \"URL\" (or [\"URL\", ...]) entries",
         );
         return Vec::new();
     };
     let mut out = Vec::new();
     for (key, value) in table {
         let key = Spanned::new(key.span(), key.get_ref().to_string());
-        match value.get_ref().as_str() {
-            Some(url) => out.push((key, Spanned::new(value.span(), url.to_string()))),
-            None => report.at(
-                &value.span(),
-                format!(
-                    "[builders] \"{}\" must be a string such as \"ssh://user@host\", not {}",
-                    key.get_ref(),
-                    with_article(value.get_ref().type_str())
-                ),
-            ),
+        if let Some(urls) = builder_urls(&key, value, report) {
+            out.push((key, urls));
         }
     }
     out
+}
+
+/// One URL, or an array of URLs whose jobs are spread over them; `None` after reporting.
+fn builder_urls(
+    key: &Spanned<String>,
+    value: Spanned<DeValue<'_>>,
+    report: &mut Report,
+) -> Option<Vec<Spanned<String>>> {
+    let wrong = |report: &mut Report, span: &Range<usize>, what: &str| {
+        report.at(
+            span,
+            format!(
+                "[builders] \"{}\" must be a string such as \"ssh://user@host\" or an array \
+                 of them, not {}",
+                key.get_ref(),
+                with_article(what)
+            ),
+        )
+    };
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::String(url) => Some(vec![Spanned::new(span, url.to_string())]),
+        DeValue::Array(items) if items.is_empty() => {
+            report.at(
+                &span,
+                format!(
+                    "[builders] \"{}\" is an empty array; give at least one URL, or remove the entry",
+                    key.get_ref()
+                ),
+            );
+            None
+        }
+        DeValue::Array(items) => {
+            let mut urls = Vec::new();
+            for item in items {
+                let item_span = item.span();
+                match item.get_ref().as_str() {
+                    Some(url) => urls.push(Spanned::new(item_span, url.to_string())),
+                    None => wrong(report, &item_span, item.get_ref().type_str()),
+                }
+            }
+            (!urls.is_empty()).then_some(urls)
+        }
+        other => {
+            wrong(report, &span, other.type_str());
+            None
+        }
+    }
 }
 
 fn with_article(noun: &str) -> String {

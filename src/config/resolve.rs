@@ -339,20 +339,13 @@ fn check(raw: RawCheck, title: &str, report: &mut Report) -> CheckSpec {
     spec
 }
 
-fn builders(raw: Vec<(Spanned<String>, Spanned<String>)>, report: &mut Report) -> Builders {
+fn builders(raw: Vec<(Spanned<String>, Vec<Spanned<String>>)>, report: &mut Report) -> Builders {
     let mut out = Builders::default();
     let mut keys: Vec<(Platform, usize)> = Vec::new();
-    for (key, url) in raw {
-        let url_ok = checked(
-            report,
-            &url.span(),
-            reference::check_builder_url(url.get_ref()),
-        )
-        .is_some();
+    for (key, urls) in raw {
+        let urls = builder_urls(key.get_ref(), urls, report);
         if key.get_ref() == "default" {
-            if url_ok {
-                out.default = Some(url.into_inner());
-            }
+            out.default = urls;
             continue;
         }
         match Platform::parse(key.get_ref()) {
@@ -371,13 +364,40 @@ fn builders(raw: Vec<(Spanned<String>, Spanned<String>)>, report: &mut Report) -
                     continue;
                 }
                 keys.push((p.clone(), key.span().start));
-                if url_ok {
-                    out.by_platform.insert(p, url.into_inner());
+                if let Some(urls) = urls {
+                    out.by_platform.insert(p, urls);
                 }
             }
         }
     }
     out
+}
+
+/// The checked URLs of one `[builders]` entry; `None` when one of them is wrong (reported).
+fn builder_urls(key: &str, urls: Vec<Spanned<String>>, report: &mut Report) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    let mut ok = true;
+    for url in urls {
+        if checked(
+            report,
+            &url.span(),
+            reference::check_builder_url(url.get_ref()),
+        )
+        .is_none()
+        {
+            ok = false;
+        } else if out.contains(url.get_ref()) {
+            let msg = format!(
+                "[builders] \"{key}\" lists {} twice; remove one",
+                url.get_ref()
+            );
+            report.at(&url.span(), msg);
+            ok = false;
+        } else {
+            out.push(url.into_inner());
+        }
+    }
+    ok.then_some(out)
 }
 
 /// Reports an error result at `span`; `Some(())` when there was none.

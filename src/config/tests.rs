@@ -78,6 +78,7 @@ dockerfile = "Dockerfile.web"
 
 [builders]
 "linux/arm64" = "ssh://ci@arm-builder"
+"linux/amd64" = ["ssh://ci@amd1", "tcp://amd2:2376"]
 default = "unix:///var/run/docker.sock"
 "#;
 
@@ -112,10 +113,15 @@ fn a_full_project_resolves() {
     assert_eq!(web.platforms, p.default_platforms);
 
     let arm64 = Platform::parse("linux/arm64").unwrap();
-    assert_eq!(p.builders.by_platform[&arm64], "ssh://ci@arm-builder");
+    assert_eq!(p.builders.by_platform[&arm64], vec!["ssh://ci@arm-builder"]);
+    let amd64 = Platform::parse("linux/amd64").unwrap();
     assert_eq!(
-        p.builders.default.as_deref(),
-        Some("unix:///var/run/docker.sock")
+        p.builders.by_platform[&amd64],
+        vec!["ssh://ci@amd1", "tcp://amd2:2376"]
+    );
+    assert_eq!(
+        p.builders.default,
+        Some(vec!["unix:///var/run/docker.sock".to_string()])
     );
 }
 
@@ -195,7 +201,19 @@ fn builders_keys_and_schemes() {
     assert_eq!(got, vec![
         "3:1: [builders] key: unknown platform \"linux/arm46\"; did you mean \"linux/arm64\"?; a key is a platform or \"default\"",
         "4:11: builder \"http://h:2375\" uses scheme \"http\", which the Docker client does not take; write \"tcp://h:2375\"",
-        "5:17: [builders] \"linux/amd64\" must be a string such as \"ssh://user@host\", not an integer",
+        "5:17: [builders] \"linux/amd64\" must be a string such as \"ssh://user@host\" or an array of them, not an integer",
+    ]);
+}
+
+#[test]
+fn builder_arrays_are_checked_item_by_item() {
+    let got = problems(
+        "[images.app]\n[builders]\n\"linux/arm64\" = []\n\"linux/amd64\" = [\"ssh://a\", 5, \"ssh://a\"]\n",
+    );
+    assert_eq!(got, vec![
+        "3:17: [builders] \"linux/arm64\" is an empty array; give at least one URL, or remove the entry",
+        "4:29: [builders] \"linux/amd64\" must be a string such as \"ssh://user@host\" or an array of them, not an integer",
+        "4:32: [builders] \"linux/amd64\" lists ssh://a twice; remove one",
     ]);
 }
 

@@ -51,7 +51,7 @@ pub enum PipelineError {
 /// Connects to every builder the jobs used, once per endpoint.
 pub async fn daemons(built: &[BuiltImage]) -> Result<DaemonMap, PipelineError> {
     let mut by_url: BTreeMap<String, bollard::Docker> = BTreeMap::new();
-    let mut by_platform = BTreeMap::new();
+    let mut by_job = BTreeMap::new();
     for job in built {
         if !by_url.contains_key(&job.endpoint_url) {
             let docker = crate::buildkit::connect(&job.endpoint_url)
@@ -63,7 +63,8 @@ pub async fn daemons(built: &[BuiltImage]) -> Result<DaemonMap, PipelineError> {
                 })?;
             by_url.insert(job.endpoint_url.clone(), docker);
         }
-        by_platform.insert(job.platform.clone(), by_url[&job.endpoint_url].clone());
+        let key = (job.image.clone(), job.platform.clone());
+        by_job.insert(key, by_url[&job.endpoint_url].clone());
     }
     let default = match by_url.values().next() {
         Some(d) => d.clone(),
@@ -75,10 +76,7 @@ pub async fn daemons(built: &[BuiltImage]) -> Result<DaemonMap, PipelineError> {
                 detail: e.to_string(),
             })?,
     };
-    Ok(DaemonMap {
-        default,
-        by_platform,
-    })
+    Ok(DaemonMap { default, by_job })
 }
 
 /// The content check of every built image, in its builder's daemon, two at a time.
@@ -91,7 +89,7 @@ pub async fn check_built(
     let jobs = built.iter().map(|job| async move {
         let image = &project.images[&job.image];
         let opts = check_options(image)?;
-        let docker = publish::Daemons::for_platform(daemons, &job.platform);
+        let docker = publish::Daemons::for_job(daemons, &job.image, &job.platform);
         let name = format!("{}:{}", image.reference_base(), image.tags[0]);
         let cache_dir = project.dir.join(".archbuild/cache");
         let key = check::cache::Key {

@@ -33,28 +33,32 @@ pub struct PublishImage {
     pub children: Vec<(Platform, String)>,
 }
 
-/// Which daemon holds each platform's image: one daemon for every platform (a
-/// `bollard::Docker`), or a native builder per platform ([`DaemonMap`]).
+/// Which daemon holds each platform image: one daemon for every image (a `bollard::Docker`),
+/// or the builder of each job ([`DaemonMap`]).
 pub trait Daemons: Sync {
-    fn for_platform(&self, platform: &Platform) -> &bollard::Docker;
+    /// The daemon holding project image `image`'s `platform` image.
+    fn for_job(&self, image: &str, platform: &Platform) -> &bollard::Docker;
 }
 
 impl Daemons for bollard::Docker {
-    fn for_platform(&self, _: &Platform) -> &bollard::Docker {
+    fn for_job(&self, _: &str, _: &Platform) -> &bollard::Docker {
         self
     }
 }
 
-/// The daemons of a build: each platform's builder, and the one for all other platforms.
+/// The daemons of a build: each job's builder (several builders of one platform build
+/// different images), and the one for every other job.
 #[derive(Clone, Debug)]
 pub struct DaemonMap {
     pub default: bollard::Docker,
-    pub by_platform: BTreeMap<Platform, bollard::Docker>,
+    pub by_job: BTreeMap<(String, Platform), bollard::Docker>,
 }
 
 impl Daemons for DaemonMap {
-    fn for_platform(&self, platform: &Platform) -> &bollard::Docker {
-        self.by_platform.get(platform).unwrap_or(&self.default)
+    fn for_job(&self, image: &str, platform: &Platform) -> &bollard::Docker {
+        self.by_job
+            .get(&(image.to_string(), platform.clone()))
+            .unwrap_or(&self.default)
     }
 }
 
@@ -178,7 +182,7 @@ async fn assemble_image(
 ) -> Result<Assembled, PublishError> {
     let converted =
         futures_util::future::try_join_all(image.children.iter().map(|(platform, id)| {
-            let daemon = docker.for_platform(platform);
+            let daemon = docker.for_job(&image.name, platform);
             convert::convert(daemon, id, opts.compression, cache, slots.clone())
         }))
         .await?;

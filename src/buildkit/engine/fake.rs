@@ -42,6 +42,7 @@ struct FakeState {
     failures: BTreeMap<(String, String), BuildError>,
     running: BTreeMap<String, usize>,
     peak: BTreeMap<String, usize>,
+    down: BTreeSet<String>,
 }
 
 /// A recording engine: every build succeeds with image ID `sha256:<image>-<os>-<arch>` after
@@ -77,6 +78,11 @@ impl FakeEngine {
             .insert((image.to_string(), platform.to_string()), error);
     }
 
+    /// Makes the daemon at `endpoint` unreachable, as a builder that is switched off.
+    pub fn take_down(&self, endpoint: &str) {
+        self.state.lock().unwrap().down.insert(endpoint.to_string());
+    }
+
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<FakeCall> {
         self.state.lock().unwrap().calls.clone()
@@ -105,7 +111,14 @@ impl FakeEngine {
 }
 
 impl BuildEngine for FakeEngine {
-    async fn native_platform(&self, _endpoint: &str) -> Result<Platform, BuildError> {
+    async fn native_platform(&self, endpoint: &str) -> Result<Platform, BuildError> {
+        if self.state.lock().unwrap().down.contains(endpoint) {
+            return Err(BuildError::Unreachable {
+                endpoint: endpoint.to_string(),
+                chosen_by: None,
+                reason: "connection refused".into(),
+            });
+        }
         Ok(self.native.clone())
     }
 

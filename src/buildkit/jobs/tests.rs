@@ -17,7 +17,7 @@ fn project() -> tempfile::TempDir {
     dir
 }
 
-fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> Job {
+pub(super) fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> Job {
     Job {
         image: image.into(),
         platform: Platform::parse(platform).unwrap(),
@@ -32,6 +32,7 @@ fn request(dir: &Path, image: &str, platform: &str, endpoint: &str) -> Job {
             chosen_by: "DOCKER_HOST".into(),
             tls: None,
         },
+        alternates: Vec::new(),
         platform_tag: keep_tag(image, &Platform::parse(platform).unwrap()),
     }
 }
@@ -333,5 +334,63 @@ async fn emulation_findings_ask_each_builder_for_its_platform() {
             .map(ToString::to_string)
             .as_deref(),
         Some("linux/arm64")
+    );
+}
+
+#[tokio::test]
+async fn a_builder_that_is_down_hands_its_jobs_to_the_platforms_others() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    engine.take_down("ssh://amd2");
+    let spread = |image: &str, own: &str, other: &str| {
+        let mut job = request(dir.path(), image, "linux/amd64", own);
+        job.alternates = vec![request(dir.path(), image, "linux/amd64", other).builder];
+        job
+    };
+    let requests = vec![
+        spread("a", "ssh://amd1", "ssh://amd2"),
+        spread("b", "ssh://amd2", "ssh://amd1"),
+    ];
+    let (result, events) = go(
+        &engine,
+        requests,
+        &BuildOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let built = result.unwrap();
+    let on: Vec<&str> = built.iter().map(|b| b.endpoint_url.as_str()).collect();
+    assert_eq!(on, vec!["ssh://amd1", "ssh://amd1"]);
+    let builds_on_amd2 = engine
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, FakeCall::Build { endpoint, .. } if endpoint == "ssh://amd2"));
+    assert_eq!(builds_on_amd2.count(), 0);
+    let moved: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::JobMoved { job, from, to, .. } => {
+                Some((job.image.as_str(), from.as_str(), to.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, vec![("b", "ssh://amd2", "ssh://amd1")]);
+
+    engine.take_down("ssh://amd1");
+    let (result, _) = go(
+        &engine,
+        vec![spread("c", "ssh://amd1", "ssh://amd2")],
+        &BuildOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let Err(BuildError::Failed(failed)) = result else {
+        panic!("both builders are down: {result:?}");
+    };
+    assert!(
+        failed[0].1.to_string().contains("ssh://amd1"),
+        "{}",
+        failed[0].1
     );
 }
