@@ -50,11 +50,13 @@ fn built_on(report: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn tls(cmd: &mut Command, certs: &std::path::Path) -> Output {
+fn with_tls<'a>(cmd: &'a mut Command, certs: &std::path::Path) -> &'a mut Command {
     cmd.env("DOCKER_TLS_VERIFY", "1")
         .env("DOCKER_CERT_PATH", certs)
-        .output()
-        .expect("run archbuild")
+}
+
+fn tls(cmd: &mut Command, certs: &std::path::Path) -> Output {
+    with_tls(cmd, certs).output().expect("run archbuild")
 }
 
 #[tokio::test]
@@ -334,4 +336,207 @@ async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled
         !stderr.contains("building on"),
         "nothing built on the other host: {stderr}"
     );
+}
+
+/// A base image for `host` holding one static program, `/nap`, which sleeps `NAP` seconds:
+/// a `RUN` step that is still running when the test kills the builder.
+fn import_nap_base(host: &TlsHost, p: &Project) -> String {
+    let nap = compile_c(
+        "linux/amd64",
+        "#include <stdlib.h>\n#include <unistd.h>\nint main(void) { const char *n = getenv(\"NAP\"); sleep(n ? atoi(n) : 5); return 0; }\n",
+        true,
+    );
+    let root = p.write_exec("nap-root/nap", nap);
+    let tar = p.path().join("nap.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(root.parent().unwrap())
+            .arg("nap"),
+    );
+    let name = "archbuild-test/nap:1".to_string();
+    run_ok(
+        Command::new("docker")
+            .args(["-H", &format!("unix://{}", host.socket().display())])
+            .args(["import", &tar.display().to_string(), &name]),
+    );
+    name
+}
+
+/// Runs `cmd` and calls `when` with each line of its standard error; `when` returning true
+/// runs `then` once. The whole output comes back, or the test fails after `limit`.
+fn run_and_act_on(
+    cmd: &mut Command,
+    when: impl Fn(&str) -> bool,
+    then: impl FnOnce(),
+    limit: std::time::Duration,
+) -> Output {
+    use std::io::{BufRead, Read};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run archbuild");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let mut stderr = Vec::new();
+    let mut then = Some(then);
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let Ok(line) = line else { break };
+        if when(&line) {
+            if let Some(act) = then.take() {
+                act();
+            }
+        }
+        stderr.extend_from_slice(line.as_bytes());
+        stderr.push(b'\n');
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "archbuild did not end within {limit:?}: {}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: reader.join().unwrap(),
+        stderr,
+    }
+}
+
+#[tokio::test]
+async fn a_builder_killed_during_a_build_fails_its_job_and_publishes_nothing() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let Some(ca) = Certificates::new() else {
+        return;
+    };
+    let Some(mut host) = TlsHost::start(&ca, 1) else {
+        return;
+    };
+    forget_survivor();
+    let p = Project::new();
+    let base = import_nap_base(&host, &p);
+    let repository = format!("{}/team/{}", registry.addr, unique("killed"));
+    p.write(
+        "archbuild.toml",
+        format!(
+            "[images.slow]\ncontext = \"slow\"\nplatforms = [\"linux/amd64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[images.survivor]\ncontext = \"survivor\"\nplatforms = [\"linux/arm64\"]\nrepository = \"{repository}-survivor\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"unix:///var/run/docker.sock\"\n",
+            host.url
+        ),
+    );
+    p.write(
+        "slow/Dockerfile",
+        format!("FROM {base}\nCOPY data.bin /\nENV NAP=6\nRUN [\"/nap\"]\n"),
+    );
+    p.write("slow/data.bin", vec![7u8; 1 << 20]);
+    p.write("survivor/Dockerfile", "FROM scratch\nCOPY note.txt /\n");
+    p.write("survivor/note.txt", "still here\n");
+
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    let out = run_and_act_on(
+        with_tls(
+            &mut p.command(&["build", "--push", "--json", "--progress", "plain"]),
+            ca.path(),
+        ),
+        |line| line.starts_with("[slow linux/amd64]") && line.contains("RUN [\"/nap\"]"),
+        || {
+            host.kill_daemon();
+            killed.store(true, std::sync::atomic::Ordering::SeqCst);
+        },
+        std::time::Duration::from_secs(120),
+    );
+    assert!(
+        killed.into_inner(),
+        "the RUN step never started: {}",
+        describe(&out)
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the builder at {} went away during step `",
+            host.url
+        )) && stderr.contains("RUN [\"/nap\"]`")
+            && stderr.contains("when the builder is back, run the build again"),
+        "{stderr}"
+    );
+    // Nothing published, neither the failed image nor the one that built.
+    let registry_path = |repo: &str| {
+        let path = repo.split_once('/').unwrap().1;
+        format!("/v2/{path}/manifests/1.0")
+    };
+    for repo in [repository.clone(), format!("{repository}-survivor")] {
+        assert_eq!(
+            http_head(&registry.addr, &registry_path(&repo)),
+            Some(404),
+            "{repo}"
+        );
+    }
+    // The surviving builder keeps no temporary or final names of this run.
+    let local =
+        run_ok(Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let listed = String::from_utf8_lossy(&local.stdout);
+    assert!(
+        !listed.lines().any(|l| l.contains("survivor")),
+        "names left on the surviving builder: {listed}"
+    );
+
+    // The builder is back: the same command finishes, from the cache each builder kept.
+    host.restart_daemon(&ca);
+    let out = tls(
+        &mut p.command(&["build", "--push", "--json", "--progress", "plain"]),
+        ca.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        describe(&out),
+        host.log()
+    );
+    let report = json_of(&out);
+    let images = report["images"].as_array().unwrap();
+    let job = |name: &str| images.iter().find(|i| i["image"] == name).unwrap().clone();
+    assert!(
+        job("slow")["cached_steps"].as_u64().unwrap() >= 1,
+        "the COPY before the killed step came from the cache: {report}"
+    );
+    assert!(
+        job("survivor")["cached_steps"].as_u64().unwrap() >= 1,
+        "the surviving builder's cache: {report}"
+    );
+    for (reference, platform) in [
+        (format!("{repository}:1.0"), "linux/amd64"),
+        (format!("{repository}-survivor:1.0"), "linux/arm64"),
+    ] {
+        let verify = p.archbuild(&["verify", &reference, "--platform", platform]);
+        assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    }
+    forget_survivor();
+}
+
+/// Removes the final names a finished run gives the surviving job in the local daemon.
+fn forget_survivor() {
+    let _ = Command::new("docker")
+        .args(["rmi", "archbuild-local/survivor:1.0-linux-arm64"])
+        .output();
 }

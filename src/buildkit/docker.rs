@@ -240,6 +240,18 @@ async fn follow(
 
 /// A daemon's build error in the user's terms: which step, which platform, and why.
 fn explain_failure(err: BuildError, job: &EngineJob, tracker: &StepTracker) -> BuildError {
+    // The connection broke after the build had started: the builder went away (killed,
+    // restarted, cut off), which is not the same as not answering at all.
+    if let BuildError::Unreachable {
+        endpoint, reason, ..
+    } = err
+    {
+        return BuildError::BuilderLost {
+            endpoint,
+            step: tracker.running_step(),
+            reason,
+        };
+    }
     let BuildError::Daemon { message, .. } = &err else {
         return err;
     };

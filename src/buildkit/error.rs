@@ -62,6 +62,13 @@ pub enum BuildError {
     },
     #[error("the daemon at {endpoint} reported: {message}")]
     Daemon { endpoint: String, message: String },
+    #[error("the builder at {endpoint} went away during {}: {reason}; nothing was published; when the builder is back, run the build again (the steps it finished are in its cache)", during(.step))]
+    BuilderLost {
+        endpoint: String,
+        /// The step that was running, when one was.
+        step: Option<String>,
+        reason: String,
+    },
     #[error("{}: {message}", .path.display())]
     Io { path: PathBuf, message: String },
     #[error("cancelled")]
@@ -92,6 +99,12 @@ fn chosen(by: &Option<String>) -> String {
     by.as_ref()
         .map(|b| format!(" (chosen by {b})"))
         .unwrap_or_default()
+}
+
+fn during(step: &Option<String>) -> String {
+    step.as_ref()
+        .map(|s| format!("step `{s}`"))
+        .unwrap_or_else(|| "the build".into())
 }
 
 fn location(file: &std::path::Path, line: Option<usize>) -> String {

@@ -237,6 +237,17 @@ impl StepTracker {
         self.steps.get(digest).map(|s| s.name.clone())
     }
 
+    /// The step that started last and has not finished, if any (what a builder that went away
+    /// was doing).
+    pub fn running_step(&self) -> Option<String> {
+        self.order
+            .iter()
+            .rev()
+            .map(|d| &self.steps[d])
+            .find(|s| s.started && !s.done && !s.cached)
+            .map(|s| s.name.clone())
+    }
+
     /// The failing step's last log lines (with any unterminated last line).
     pub fn failed_tail(&self) -> Vec<String> {
         let Some(step) = self
@@ -324,6 +335,11 @@ mod tests {
                 },
             ]
         );
+        // The cached step is not running; the started COPY is, until it completes.
+        assert_eq!(
+            tracker.running_step().as_deref(),
+            Some("[1/2] COPY app /app")
+        );
         let done = Vertex {
             completed: at(13).started,
             ..copy
@@ -358,6 +374,7 @@ mod tests {
             ]
         );
         assert_eq!(tracker.cached_steps(), 1);
+        assert_eq!(tracker.running_step(), None);
         assert_eq!(tracker.failed_tail(), vec!["line one", "line tw"]);
         assert_eq!(
             tracker.failed_step().as_deref(),

@@ -109,6 +109,8 @@ pub struct TlsHost {
     netns: String,
     host_veth: String,
     child: Option<Child>,
+    /// `nsenter` arguments that start the daemon.
+    args: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -132,7 +134,7 @@ impl TlsHost {
         require("ip (Debian package iproute2)", which("ip"))?;
         require("nsenter (Debian package util-linux)", which("nsenter"))?;
         require("dockerd", which("dockerd"))?;
-        let n = (std::process::id() % 100) * 2 + NEXT.fetch_add(1, Ordering::SeqCst) % 2 + 20;
+        let n = (std::process::id() % 50) * 4 + NEXT.fetch_add(1, Ordering::SeqCst) % 4 + 20;
         let netns = format!("archbuild-{}-{n}", std::process::id());
         let (host_veth, ns_veth) = (format!("vab{n}h"), format!("vab{n}n"));
         let (gateway, address) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
@@ -162,42 +164,84 @@ impl TlsHost {
         );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
-        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
         let path = |p: &str| dir.path().join(p).display().to_string();
         let pem = |p: &str| ca.path().join(p).display().to_string();
         let url = format!("tcp://{address}:2376");
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{netns}"))
-            .args(["taskset", "-c", &core.to_string(), "dockerd"])
-            .args(["--config-file", &path("daemon.json")])
-            .args(["--data-root", &path("root"), "--exec-root", &path("exec")])
-            .args(["--pidfile", &path("dockerd.pid")])
-            .args(["-H", &format!("unix://{}", path("docker.sock"))])
-            .args(["-H", &url, "--tlsverify"])
-            .args([
-                "--tlscacert",
-                &pem("ca.pem"),
-                "--tlscert",
-                &pem(&cert),
-                "--tlskey",
-                &pem(&key),
-            ])
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .args(["--storage-driver", &storage_driver()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start dockerd");
-        let host = TlsHost {
+        let mut args: Vec<String> = vec![
+            format!("--net=/var/run/netns/{netns}"),
+            "taskset".into(),
+            "-c".into(),
+            core.to_string(),
+            "dockerd".into(),
+        ];
+        let mut add = |more: &[&str]| args.extend(more.iter().map(|a| a.to_string()));
+        add(&["--config-file", &path("daemon.json")]);
+        add(&["--data-root", &path("root"), "--exec-root", &path("exec")]);
+        add(&["--pidfile", &path("dockerd.pid")]);
+        add(&["-H", &format!("unix://{}", path("docker.sock"))]);
+        add(&["-H", &url, "--tlsverify"]);
+        add(&["--tlscacert", &pem("ca.pem"), "--tlscert", &pem(&cert)]);
+        add(&["--tlskey", &pem(&key)]);
+        add(&["--iptables=false", "--ip-masq=false"]);
+        add(&["--storage-driver", &storage_driver()]);
+        let mut host = TlsHost {
             url,
             address,
             netns,
             host_veth,
-            child: Some(child),
+            child: None,
+            args,
             dir,
         };
+        host.start_daemon();
         host.wait_ready(ca);
         Some(host)
+    }
+
+    /// Starts (or starts again, on the same data root) the daemon.
+    fn start_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("dockerd.log"))
+            .unwrap();
+        let child = Command::new("nsenter")
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        self.child = Some(child);
+    }
+
+    /// Starts the stopped daemon again, with what it had stored.
+    pub fn restart_daemon(&mut self, ca: &Certificates) {
+        self.start_daemon();
+        self.wait_ready(ca);
+    }
+
+    /// Kills the daemon at once (SIGKILL), as a builder that crashes or loses power, and
+    /// every process it left in the namespace (its containerd, shims, build containers).
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.kill_leftovers();
+    }
+
+    fn kill_leftovers(&self) {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &self.netns])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).output();
+        }
+        // The killed containerd may stay a zombie (nothing here need reap it), which the next
+        // dockerd would take for a running containerd: its pid file goes too.
+        let _ = std::fs::remove_file(self.dir.path().join("exec/containerd/containerd.pid"));
     }
 
     fn wait_ready(&self, ca: &Certificates) {
@@ -253,6 +297,7 @@ impl TlsHost {
 impl Drop for TlsHost {
     fn drop(&mut self) {
         self.stop_daemon();
+        self.kill_leftovers();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .output();

@@ -166,8 +166,13 @@ pub async fn build(
                 match body.frame().await {
                     None => return None,
                     Some(Err(e)) => {
-                        let err = bollard::errors::Error::DockerStreamError {
-                            error: format!("reading the build output: {e}"),
+                        // The connection broke (the daemon went away), which is not a
+                        // message of the daemon's: an I/O error, as bollard gives one.
+                        let err = bollard::errors::Error::IOError {
+                            err: std::io::Error::new(
+                                std::io::ErrorKind::ConnectionAborted,
+                                format!("reading the build output: {e}"),
+                            ),
                         };
                         return Some((Err(err), None));
                     }
