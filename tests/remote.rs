@@ -540,3 +540,121 @@ fn forget_survivor() {
         .args(["rmi", "archbuild-local/survivor:1.0-linux-arm64"])
         .output();
 }
+
+#[tokio::test]
+async fn one_platform_over_ssh_and_one_over_tls_with_file_sync_then_pulled() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let Some(ca) = Certificates::new() else {
+        return;
+    };
+    let (Some(tls_host), Some(ssh_host)) = (TlsHost::start(&ca, 0), TlsHost::start(&ca, 1)) else {
+        return;
+    };
+    let Some(ssh) = ssh_host.start_sshd() else {
+        return;
+    };
+    let p = Project::new();
+    let repository = format!("{}/team/{}", registry.addr, unique("ssh"));
+    p.write(
+        "archbuild.toml",
+        format!(
+            "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
+            tls_host.url, ssh.url
+        ),
+    );
+    p.write(
+        "app/Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY data.bin note.txt /\nCOPY app-${TARGETARCH} /app\nENTRYPOINT [\"/app\"]\n",
+    );
+    let data: Vec<u8> = (0u64..2 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    p.write("app/data.bin", &data);
+    p.write("app/note.txt", "first\n");
+    for arch in ["amd64", "arm64"] {
+        p.write_exec(
+            &format!("app/app-{arch}"),
+            static_program(&format!("linux/{arch}"), &format!("over ssh {arch}")),
+        );
+    }
+    let build = |other_key: bool| {
+        let mut cmd = p.command(&["build", "--push", "--json", "--progress", "plain"]);
+        cmd.env("PATH", ssh.path(other_key));
+        tls(&mut cmd, ca.path())
+    };
+    let out = build(false);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!("building on {}", ssh.url)),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tar upload"),
+        "file sync, not a tar: {stderr}"
+    );
+    let first = context_bytes(&json_of(&out));
+    assert!(
+        first.iter().all(|(_, b)| *b >= 2 << 20),
+        "the whole context went: {first:?}"
+    );
+    // The ssh host's daemon has the arm64 image: it was built there.
+    let images = run_ok(
+        Command::new("docker")
+            .args(["-H", &format!("unix://{}", ssh_host.socket().display())])
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+    );
+    assert!(
+        String::from_utf8_lossy(&images.stdout).contains("linux-arm64"),
+        "{}",
+        String::from_utf8_lossy(&images.stdout)
+    );
+
+    // File sync over ssh as over TLS: a one-line change sends about that line.
+    p.write("app/note.txt", "second\n");
+    let out = build(false);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let second = context_bytes(&json_of(&out));
+    assert!(
+        second.iter().all(|(_, b)| *b < 64 << 10),
+        "only the change went: {second:?}"
+    );
+
+    let reference = format!("{repository}:1.0");
+    let verify = p.archbuild(&[
+        "verify",
+        &reference,
+        "--platform",
+        "linux/amd64,linux/arm64",
+    ]);
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &reference])
+        .output();
+    run_ok(Command::new("docker").args(["pull", "-q", "--platform", "linux/arm64", &reference]));
+    let inspect = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Architecture}}",
+        &reference,
+    ]));
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "arm64");
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &reference])
+        .output();
+
+    // A key the server does not take: ssh's own words, the endpoint, exit 2, nothing built.
+    p.write("app/note.txt", "third\n");
+    let out = build(true);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&ssh.url), "{stderr}");
+    assert!(stderr.contains("Permission denied (publickey)"), "{stderr}");
+    assert!(!stderr.contains("building on"), "{stderr}");
+}

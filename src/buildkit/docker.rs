@@ -1,8 +1,7 @@
 //! The real [`BuildEngine`]: BuildKit through the Docker Engine API (bollard), one connection
 //! per builder endpoint. A build serves the context from a BuildKit session of archbuild's own
 //! by file sync ([`super::session`], `remote=client-session`), so only changed files travel;
-//! where that session cannot be used (ssh or TLS endpoints, `SOURCE_DATE_EPOCH` set, a daemon
-//! refusing it) the context goes as a streamed tar body instead, with bollard's session.
+//! where that session cannot be used (`SOURCE_DATE_EPOCH` set, a daemon refusing it) the context goes as a streamed tar body instead, with bollard's session.
 //! `platform` is set per job, the image ID comes from the `moby.image.id` aux message, and
 //! BuildKit's status messages become [`BuildEvent`]s.
 
@@ -68,7 +67,11 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
             Docker::connect_with_http(url, timeout, API_DEFAULT_VERSION)
         }
     } else if url.starts_with("ssh://") {
-        Docker::connect_with_ssh(url, timeout, API_DEFAULT_VERSION, None)
+        let bad = |reason| BuildError::BadEndpoint {
+            endpoint: url.into(),
+            reason,
+        };
+        Ok(super::ssh::docker(url, timeout).map_err(bad)?)
     } else if url.starts_with("npipe://") {
         return Err(BuildError::BadEndpoint {
             endpoint: url.into(),
@@ -112,7 +115,7 @@ fn tls_hint(url: &str, reason: String) -> String {
     )
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -446,7 +449,8 @@ async fn sync_build(
     }
     let addr = DaemonAddr::from_url(endpoint).ok_or_else(|| {
         SessionError(
-            "file sync is implemented for unix:// and tcp:// (plain or TLS) endpoints".into(),
+            "file sync is implemented for unix://, tcp:// (plain or TLS) and ssh:// endpoints"
+                .into(),
         )
     })?;
     let version = docker.client_version();

@@ -24,6 +24,7 @@ pub mod fingerprint;
 pub mod jobs;
 pub mod labels;
 pub mod session;
+pub mod ssh;
 
 pub use docker::{connect, DockerEngine};
 pub use engine::{BuildEngine, EngineJob, EngineOutput};

@@ -4,6 +4,9 @@
 //! with its own `--data-root`, `--exec-root` and pidfile. `nsenter --net` enters only the
 //! network namespace (`ip netns exec` would remount `/sys` and hide the cgroup mounts the
 //! daemon needs). Dropping a host stops its daemon and removes the namespace and the veth.
+//! [`TlsHost::start_sshd`] adds an OpenSSH server in the same namespace whose sessions reach
+//! that daemon, for `ssh://` builders, with the client side (key, known hosts, an `ssh` on
+//! `PATH` that uses them) in a folder of its own: the machine's ssh settings are not touched.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -304,5 +307,146 @@ impl Drop for TlsHost {
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_veth])
             .output();
+    }
+}
+
+/// An ssh server in a host's namespace (`ssh://root@ADDRESS:2222`, its sessions' `docker`
+/// talking to that host's daemon) and the client side for it.
+pub struct SshAccess {
+    pub url: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn keygen(path: &Path) {
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(path),
+    );
+}
+
+impl TlsHost {
+    /// Starts sshd in the host's namespace; `None` (or a failure under CI) without OpenSSH.
+    pub fn start_sshd(&self) -> Option<SshAccess> {
+        require(
+            "sshd (Debian package openssh-server)",
+            which("sshd").or_else(|| {
+                Path::new("/usr/sbin/sshd")
+                    .exists()
+                    .then(|| PathBuf::from("/usr/sbin/sshd"))
+            }),
+        )?;
+        require("ssh (Debian package openssh-client)", which("ssh"))?;
+        let dir = tempfile::tempdir().unwrap();
+        let at = |f: &str| dir.path().join(f);
+        for key in ["host_key", "client_key", "other_key"] {
+            keygen(&at(key));
+        }
+        std::fs::copy(at("client_key.pub"), at("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let config = format!(
+            "Port 2222\nListenAddress {}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+             SetEnv DOCKER_HOST=unix://{}\n",
+            self.address,
+            at("host_key").display(),
+            at("authorized_keys").display(),
+            at("sshd.pid").display(),
+            self.socket().display()
+        );
+        std::fs::write(at("sshd_config"), config).unwrap();
+        let host_key = std::fs::read_to_string(at("host_key.pub")).unwrap();
+        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        std::fs::write(
+            at("known_hosts"),
+            format!("[{}]:2222 {}\n", self.address, host_key.join(" ")),
+        )
+        .unwrap();
+        for (name, key) in [("bin", "client_key"), ("bin-other-key", "other_key")] {
+            let client = format!(
+                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
+                at(key).display(),
+                at("known_hosts").display()
+            );
+            std::fs::write(at(&format!("{name}.config")), client).unwrap();
+            std::fs::create_dir_all(at(name)).unwrap();
+            let ssh = which("ssh").unwrap();
+            let wrapper = format!(
+                "#!/bin/sh\nexec {} -F {} \"$@\"\n",
+                ssh.display(),
+                at(&format!("{name}.config")).display()
+            );
+            let path = at(name).join("ssh");
+            std::fs::write(&path, wrapper).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let log = std::fs::File::create(at("sshd.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
+            .arg(at("sshd_config"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        let access = SshAccess {
+            url: format!("ssh://root@{}:2222", self.address),
+            child: Some(child),
+            dir,
+        };
+        access.wait_ready(&self.address);
+        Some(access)
+    }
+}
+
+impl SshAccess {
+    /// `PATH` with the test's `ssh` first: the right key, or (`other_key`) one the server
+    /// does not know.
+    pub fn path(&self, other_key: bool) -> std::ffi::OsString {
+        let bin = self
+            .dir
+            .path()
+            .join(if other_key { "bin-other-key" } else { "bin" });
+        let mut dirs = vec![bin];
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        std::env::join_paths(dirs).unwrap()
+    }
+
+    fn wait_ready(&self, address: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ok = Command::new("ssh")
+                .env("PATH", self.path(false))
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-p",
+                    "2222",
+                    &format!("root@{address}"),
+                ])
+                .args(["docker", "version", "--format", "{{.Server.Version}}"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default();
+        panic!("sshd at {address} did not answer: {log}");
+    }
+}
+
+impl Drop for SshAccess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

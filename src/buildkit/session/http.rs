@@ -26,19 +26,26 @@ impl SessionError {
     }
 }
 
-/// Where the daemon listens, for the endpoints this module can reach (not ssh).
+/// Where the daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonAddr {
     Unix(PathBuf),
     Tcp(String),
     /// `HOST:PORT` over TLS with the certificates of the folder.
     Tls(String, PathBuf),
+    /// The daemon's socket through `ssh HOST docker system dial-stdio`.
+    Ssh(crate::buildkit::ssh::SshTarget),
 }
 
 impl DaemonAddr {
     /// `unix://PATH`, `tcp://HOST:PORT` (over TLS when the Docker client settings ask for
-    /// it, see [`super::tls::wanted`]), `http://` and `https://`; `None` for the rest.
+    /// it, see [`super::tls::wanted`]), `http://`, `https://` and `ssh://`; `None` for the rest.
     pub fn from_url(url: &str) -> Option<DaemonAddr> {
+        if url.starts_with("ssh://") {
+            return crate::buildkit::ssh::SshTarget::parse(url)
+                .ok()
+                .map(DaemonAddr::Ssh);
+        }
         if let Some(path) = url.strip_prefix("unix://") {
             return Some(DaemonAddr::Unix(PathBuf::from(path)));
         }
@@ -66,6 +73,7 @@ async fn dial(addr: &DaemonAddr) -> std::io::Result<Box<dyn Io>> {
         DaemonAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
         DaemonAddr::Tcp(host) => Box::new(tokio::net::TcpStream::connect(host.as_str()).await?),
         DaemonAddr::Tls(host, dir) => Box::new(super::tls::connect(host, dir).await?),
+        DaemonAddr::Ssh(target) => Box::new(crate::buildkit::ssh::dial(target)?),
     })
 }
 
@@ -225,7 +233,15 @@ mod tests {
             DaemonAddr::from_url("tcp://127.0.0.1:2375"),
             Some(DaemonAddr::Tcp("127.0.0.1:2375".into()))
         );
-        assert_eq!(DaemonAddr::from_url("ssh://me@host"), None);
+        assert_eq!(
+            DaemonAddr::from_url("ssh://me@host:2222"),
+            Some(DaemonAddr::Ssh(crate::buildkit::ssh::SshTarget {
+                user: Some("me".into()),
+                host: "host".into(),
+                port: Some(2222)
+            }))
+        );
+        assert_eq!(DaemonAddr::from_url("npipe:////./pipe/docker_engine"), None);
     }
 
     #[test]
