@@ -35,6 +35,34 @@ fn context_bytes(report: &Value) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// `archbuild.toml` of the two-platform project, each platform on its builder.
+fn project_file(repository: &str, amd64: &str, arm64: &str) -> String {
+    format!(
+        "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{amd64}\"\n\"linux/arm64\" = \"{arm64}\"\n"
+    )
+}
+
+/// The two-platform project of these tests: `app` for amd64 on `amd64` and arm64 on `arm64`,
+/// a 3 MiB file and a small one in its context, and a program printing "MESSAGE ARCH".
+fn two_platform_project(p: &Project, repository: &str, amd64: &str, arm64: &str, message: &str) {
+    p.write("archbuild.toml", project_file(repository, amd64, arm64));
+    p.write(
+        "app/Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY data.bin note.txt /\nCOPY app-${TARGETARCH} /app\nENTRYPOINT [\"/app\"]\n",
+    );
+    let data: Vec<u8> = (0u64..3 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    p.write("app/data.bin", &data);
+    p.write("app/note.txt", "first\n");
+    for arch in ["amd64", "arm64"] {
+        p.write_exec(
+            &format!("app/app-{arch}"),
+            static_program(&format!("linux/{arch}"), &format!("{message} {arch}")),
+        );
+    }
+}
+
 /// (image, builder URL) of each built job.
 fn built_on(report: &Value) -> Vec<(String, String)> {
     report["images"]
@@ -87,28 +115,7 @@ async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled
     };
     let p = Project::new();
     let repository = format!("{}/team/{}", registry.addr, unique("remote"));
-    p.write(
-        "archbuild.toml",
-        format!(
-            "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
-            amd64_host.url, arm64_host.url
-        ),
-    );
-    p.write(
-        "app/Dockerfile",
-        "FROM scratch\nARG TARGETARCH\nCOPY data.bin note.txt /\nCOPY app-${TARGETARCH} /app\nENTRYPOINT [\"/app\"]\n",
-    );
-    let data: Vec<u8> = (0u64..3 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
-        .collect();
-    p.write("app/data.bin", &data);
-    p.write("app/note.txt", "first\n");
-    for arch in ["amd64", "arm64"] {
-        p.write_exec(
-            &format!("app/app-{arch}"),
-            static_program(&format!("linux/{arch}"), &format!("remote {arch}")),
-        );
-    }
+    two_platform_project(&p, &repository, &amd64_host.url, &arm64_host.url, "remote");
     let push = || {
         tls(
             &mut p.command(&["build", "--push", "--json", "--progress", "plain"]),
@@ -319,10 +326,7 @@ async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled
     // builder is named, with the setting that chose it.
     p.write(
         "archbuild.toml",
-        format!(
-            "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
-            amd64_host.url, arm64_host.url
-        ),
+        project_file(&repository, &amd64_host.url, &arm64_host.url),
     );
     let out = tls(&mut p.command(&["build", "--no-output"]), ca.path());
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
@@ -560,28 +564,7 @@ async fn one_platform_over_ssh_and_one_over_tls_with_file_sync_then_pulled() {
     };
     let p = Project::new();
     let repository = format!("{}/team/{}", registry.addr, unique("ssh"));
-    p.write(
-        "archbuild.toml",
-        format!(
-            "[images.app]\ncontext = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
-            tls_host.url, ssh.url
-        ),
-    );
-    p.write(
-        "app/Dockerfile",
-        "FROM scratch\nARG TARGETARCH\nCOPY data.bin note.txt /\nCOPY app-${TARGETARCH} /app\nENTRYPOINT [\"/app\"]\n",
-    );
-    let data: Vec<u8> = (0u64..2 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    p.write("app/data.bin", &data);
-    p.write("app/note.txt", "first\n");
-    for arch in ["amd64", "arm64"] {
-        p.write_exec(
-            &format!("app/app-{arch}"),
-            static_program(&format!("linux/{arch}"), &format!("over ssh {arch}")),
-        );
-    }
+    two_platform_project(&p, &repository, &tls_host.url, &ssh.url, "over ssh");
     let build = |other_key: bool| {
         let mut cmd = p.command(&["build", "--push", "--json", "--progress", "plain"]);
         cmd.env("PATH", ssh.path(other_key));
@@ -600,7 +583,7 @@ async fn one_platform_over_ssh_and_one_over_tls_with_file_sync_then_pulled() {
     );
     let first = context_bytes(&json_of(&out));
     assert!(
-        first.iter().all(|(_, b)| *b >= 2 << 20),
+        first.iter().all(|(_, b)| *b >= 3 << 20),
         "the whole context went: {first:?}"
     );
     // The ssh host's daemon has the arm64 image: it was built there.
