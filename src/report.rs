@@ -60,6 +60,10 @@ pub struct ImageReport {
     pub output: String,
     /// Whether the published index was read back and found complete.
     pub verified: bool,
+    /// How many times this run exported the image's platform images from their daemons, for
+    /// the check and the publish together: at most once each (0 when nothing changed).
+    #[serde(default)]
+    pub exports: usize,
     /// What the content check and verification found for this image.
     #[serde(default)]
     pub findings: Vec<Finding>,

@@ -310,6 +310,81 @@ async fn build_push_verifies_the_tag_and_the_daemon_pulls_and_runs_it() {
     assert_eq!(doc["findings"][0]["path"], "/app");
 }
 
+/// The report's `exports` of image `name`: how many platform images this run exported from
+/// the daemon, for the check and the publish together.
+fn exports_of(p: &Project, name: &str) -> u64 {
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(p.path().join(".archbuild/report.json")).unwrap())
+            .unwrap();
+    let image = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name);
+    image.expect("the image is in the report")["exports"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A release exports each platform image from the daemon once: the check's read of the
+/// export also compresses its layers, publishing then exports nothing; a push after a plain
+/// build exports and compresses nothing again; and both write the same index.
+#[tokio::test]
+async fn a_release_exports_each_image_once_and_a_push_after_a_build_none() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let stats = |out: &std::process::Output| json(out)["published"][0]["stats"].clone();
+
+    // The one-command release, from a fresh project (empty check and publish caches).
+    let p = scenario_project(Some(&registry.addr));
+    let out = p.archbuild(&["build", "good", "--push", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(exports_of(&p, "good"), 2, "one export per platform image");
+    assert_eq!(stats(&out)["exports"], 0, "publishing exported nothing");
+    assert_eq!(
+        stats(&out)["layers_compressed"],
+        0,
+        "the check's read compressed them"
+    );
+    assert!(
+        stats(&out)["blobs_uploaded"].as_u64().unwrap() >= 4,
+        "{}",
+        stats(&out)
+    );
+    let out = p.archbuild(&["build", "good", "--push", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        exports_of(&p, "good"),
+        0,
+        "nothing changed, nothing exported"
+    );
+    assert_eq!(stats(&out)["bytes_uploaded"], 0);
+
+    // A plain build (the OCI layout), then a push of the same images.
+    let p = scenario_project(Some(&registry.addr));
+    let out = p.archbuild(&["build", "good", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(exports_of(&p, "good"), 2);
+    let layout_index = json(&out)["published"][0]["index_digest"].clone();
+    let out = p.archbuild(&["build", "good", "--push", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        exports_of(&p, "good"),
+        0,
+        "the layout's blobs are the cache"
+    );
+    assert_eq!(stats(&out)["layers_compressed"], 0);
+    assert_eq!(json(&out)["published"][0]["index_digest"], layout_index);
+    assert!(json(&out)["verified"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
 /// Ctrl-C while `build --push` is publishing: the command stops (exit 2, "interrupted"),
 /// the tag is never written, and the publish cache keeps no temporary file.
 #[tokio::test]

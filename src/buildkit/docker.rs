@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bollard::models::{BuildInfo, BuildInfoAux};
@@ -166,7 +165,7 @@ fn build_options(job: &EngineJob, spec: &ContextSpec) -> BuildImageOptions {
         pull: job.pull.then(|| "1".to_string()),
         rm: true,
         version: BuilderVersion::BuilderBuildKit,
-        session: Some(session_id()),
+        session: Some(session::session_id()),
         ..Default::default()
     }
 }
@@ -270,20 +269,6 @@ fn explain_failure(err: BuildError, job: &EngineJob, tracker: &StepTracker) -> B
         stages: job.stages.clone(),
     };
     classify(message, &ctx)
-}
-
-/// A session ID unique to this process and build.
-fn session_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "archbuild-{}-{nanos:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn daemon_error(endpoint: &str, err: bollard::errors::Error) -> BuildError {
@@ -478,7 +463,7 @@ async fn sync_build(
             },
         ),
     ]);
-    let id = options.session.clone().unwrap_or_else(session_id);
+    let id = options.session.clone().unwrap_or_else(session::session_id);
     let name = spec
         .root
         .file_name()

@@ -8,6 +8,7 @@
 use bollard::Docker;
 
 use crate::finding::{Finding, FindingKind};
+use crate::image::archive::LayerTap;
 use crate::image::{self, ImageError, ImageInput, MissingPlatform};
 use crate::layers::Filesystem;
 use crate::platform::Platform;
@@ -78,7 +79,24 @@ pub async fn check_daemon_image(
     opts: &CheckOptions,
     image_name: &str,
 ) -> Result<CheckReport, CheckError> {
-    let images = image::daemon::read(docker, image_id).await?;
+    let read = (image_id, image_name, platform);
+    Ok(
+        check_daemon_image_tapped(docker, read, opts, image::archive::NoTap)
+            .await?
+            .0,
+    )
+}
+
+/// Checks an image in the Docker daemon as [`check_daemon_image`] does, from one export
+/// whose layers are also handed to `tap` as they are read; returns the report, the image as
+/// read (its config and verified diffIDs) and the tap.
+pub async fn check_daemon_image_tapped<T: LayerTap + Send + 'static>(
+    docker: &Docker,
+    (image_id, image_name, platform): (&str, &str, &Platform),
+    opts: &CheckOptions,
+    tap: T,
+) -> Result<(CheckReport, ImageInput, T), CheckError> {
+    let (images, tap) = image::daemon::read_tapped(docker, image_id, tap).await?;
     let Some(input) = images.into_iter().next() else {
         return Err(ImageError::invalid(image_id, "the daemon exported no image").into());
     };
@@ -87,7 +105,8 @@ pub async fn check_daemon_image(
         listed_platform: Some(platform.clone()),
         ..input
     };
-    check_input(&input, None, opts)
+    let report = check_input(&input, None, opts)?;
+    Ok((report, input, tap))
 }
 
 /// Checks every image a source holds (for an index, every platform child, or the `wanted`

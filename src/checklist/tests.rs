@@ -31,6 +31,7 @@ fn api() -> ImageReport {
         pushed: true,
         output: "registry.example.com/team/api:1.8.0".into(),
         verified: true,
+        exports: 0,
         findings: vec![],
     }
 }

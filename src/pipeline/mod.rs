@@ -106,7 +106,15 @@ pub async fn release<E: BuildEngine>(
 
     let daemons = daemons(&built).await?;
     let watch = Stopwatch::start();
-    let checks = check_built(project, &daemons, &built).await?;
+    let publish_opts = publish_options(project, options.compression);
+    let publishing = match options.output {
+        Output::None => None,
+        _ => Some(&publish_opts),
+    };
+    let stages::Checked {
+        reports: checks,
+        exported: check_exports,
+    } = check_built(project, &daemons, &built, publishing).await?;
     watch.stop("check", &mut timings);
     let check_findings: Vec<Finding> = checks.iter().flat_map(|c| c.findings.clone()).collect();
     let blocked = Outcome::of(&check_findings) == Outcome::Findings && !options.allow_findings;
@@ -121,9 +129,8 @@ pub async fn release<E: BuildEngine>(
         Some(target) => {
             let watch = Stopwatch::start();
             let images = publish_images(project, &built);
-            let opts = publish_options(project, options.compression);
             let published = build::until_signal(
-                publish_all(&daemons, &images, &target, &opts),
+                publish_all(&daemons, &images, &target, &publish_opts),
                 "publishing was stopped; tags are written only after every image's content is confirmed, and the temporary files were removed",
             )
             .await??;
@@ -146,6 +153,7 @@ pub async fn release<E: BuildEngine>(
     let outcomes = Outcomes {
         built: &built,
         checks: &checks,
+        check_exports: &check_exports,
         published: &published,
         verified: &verified,
         general: general.clone(),

@@ -21,6 +21,8 @@ use crate::verify::VerifyReport;
 pub struct Outcomes<'a> {
     pub built: &'a [BuiltImage],
     pub checks: &'a [CheckReport],
+    /// Per built job, whether its check exported the image from its daemon.
+    pub check_exports: &'a [bool],
     pub published: &'a [Published],
     pub verified: &'a [VerifyReport],
     /// Findings that belong to no image (pre-flight, emulation).
@@ -52,6 +54,13 @@ pub fn report(project: &Project, outcomes: &Outcomes<'_>, created: String) -> Re
         if let Some(v) = verified {
             findings.extend(v.findings.iter().cloned());
         }
+        let check_exports = outcomes
+            .built
+            .iter()
+            .zip(outcomes.check_exports)
+            .filter(|(b, exported)| &b.image == name && **exported)
+            .count();
+        let exports = check_exports + published.map_or(0, |p| p.stats.exports);
         images.push(ImageReport {
             name: name.clone(),
             repository: spec.reference_base(),
@@ -70,6 +79,7 @@ pub fn report(project: &Project, outcomes: &Outcomes<'_>, created: String) -> Re
             pushed: outcomes.pushed && published.is_some(),
             output: published.map(|p| p.location.clone()).unwrap_or_default(),
             verified: verified.is_some_and(|v| !v.findings.iter().any(Finding::is_error)),
+            exports,
             findings,
         });
     }

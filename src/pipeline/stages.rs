@@ -9,7 +9,9 @@ use crate::check::{self, CheckOptions, CheckReport};
 use crate::config::{Image, Project};
 use crate::finding::{Finding, FindingKind};
 use crate::platform::Platform;
-use crate::publish::{self, DaemonMap, PublishImage, PublishOptions, Published, Target};
+use crate::publish::{
+    self, DaemonMap, PublishError, PublishImage, PublishOptions, Published, Target,
+};
 use crate::registry::RegistryOptions;
 use crate::source_store;
 use crate::verify::{self, VerifyOptions, VerifyReport};
@@ -79,44 +81,94 @@ pub async fn daemons(built: &[BuiltImage]) -> Result<DaemonMap, PipelineError> {
     Ok(DaemonMap { default, by_job })
 }
 
-/// The content check of every built image, in its builder's daemon, two at a time.
+/// What the check stage did: one report per built job, in the jobs' order, and for each
+/// whether its image was exported from its daemon (not when the check cache knew it).
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub reports: Vec<CheckReport>,
+    pub exported: Vec<bool>,
+}
+
+/// The content check of every built image, in its builder's daemon, two at a time. When the
+/// images are to be published (`publishing`), the export the check reads also feeds the
+/// compression of their layers into the publish cache, so that publishing finds every image
+/// there and a release exports each image once.
 pub async fn check_built(
     project: &Project,
     daemons: &DaemonMap,
     built: &[BuiltImage],
-) -> Result<Vec<CheckReport>, PipelineError> {
+    publishing: Option<&PublishOptions>,
+) -> Result<Checked, PipelineError> {
     use futures_util::{StreamExt, TryStreamExt};
-    let jobs = built.iter().map(|job| async move {
-        let image = &project.images[&job.image];
-        let opts = check_options(image)?;
-        let docker = publish::Daemons::for_job(daemons, &job.image, &job.platform);
-        let name = format!("{}:{}", image.reference_base(), image.tags[0]);
-        let cache_dir = project.dir.join(".archbuild/cache");
-        let key = check::cache::Key {
-            image_id: &job.image_id,
-            platform: &job.platform,
-            name: &name,
-            ignore: &image.check.ignore,
-            binaries: &image.check.binaries,
-            page_size: image.check.page_size,
-        };
-        if let Some(report) = check::cache::load(&cache_dir, &key) {
-            return Ok(report);
-        }
-        let report = check::check_daemon_image(docker, &job.image_id, &job.platform, &opts, &name)
-            .await
-            .map_err(|source| PipelineError::Check {
-                image: job.image.clone(),
-                platform: job.platform.clone(),
-                source: Box::new(source),
-            })?;
-        check::cache::store(&cache_dir, &key, &report);
-        Ok(report)
-    });
-    futures_util::stream::iter(jobs)
+    let slots = publish::convert::Slots::per_core();
+    let jobs = built
+        .iter()
+        .map(|job| check_job(project, daemons, job, publishing, slots.clone()));
+    let results: Vec<(CheckReport, bool)> = futures_util::stream::iter(jobs)
         .buffered(2)
         .try_collect()
-        .await
+        .await?;
+    let (reports, exported) = results.into_iter().unzip();
+    Ok(Checked { reports, exported })
+}
+
+/// The check of one job's image (from the check cache when it has it) and whether the
+/// daemon exported the image for it.
+async fn check_job(
+    project: &Project,
+    daemons: &DaemonMap,
+    job: &BuiltImage,
+    publishing: Option<&PublishOptions>,
+    slots: std::sync::Arc<publish::convert::Slots>,
+) -> Result<(CheckReport, bool), PipelineError> {
+    let image = &project.images[&job.image];
+    let opts = check_options(image)?;
+    let docker = publish::Daemons::for_job(daemons, &job.image, &job.platform);
+    let name = format!("{}:{}", image.reference_base(), image.tags[0]);
+    let cache_dir = project.dir.join(".archbuild/cache");
+    let key = check::cache::Key {
+        image_id: &job.image_id,
+        platform: &job.platform,
+        name: &name,
+        ignore: &image.check.ignore,
+        binaries: &image.check.binaries,
+        page_size: image.check.page_size,
+    };
+    if let Some(report) = check::cache::load(&cache_dir, &key) {
+        return Ok((report, false));
+    }
+    let failed = |source| PipelineError::Check {
+        image: job.image.clone(),
+        platform: job.platform.clone(),
+        source: Box::new(source),
+    };
+    let read = (job.image_id.as_str(), name.as_str(), &job.platform);
+    let tap = match publishing {
+        Some(publish) => publish::convert::tap_for(docker, &job.image_id, publish, slots)
+            .await
+            .map_err(PublishError::from)?,
+        None => None,
+    };
+    let report = match tap {
+        None => check::check_daemon_image(docker, read.0, read.2, &opts, read.1)
+            .await
+            .map_err(failed)?,
+        Some(tap) => {
+            let (report, input, tap) = check::check_daemon_image_tapped(docker, read, &opts, tap)
+                .await
+                .map_err(failed)?;
+            let diff_ids: Vec<String> = input.layers.iter().map(|l| l.digest.clone()).collect();
+            tap.finish(&input.config, &diff_ids)
+                .map_err(|source| publish::convert::ConvertError::Io {
+                    image: job.image_id.clone(),
+                    source,
+                })
+                .map_err(PublishError::from)?;
+            report
+        }
+    };
+    check::cache::store(&cache_dir, &key, &report);
+    Ok((report, true))
 }
 
 /// The `check` table of an image as check options.

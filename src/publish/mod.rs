@@ -99,6 +99,9 @@ pub struct PublishStats {
     pub bytes_uploaded: u64,
     pub blobs_present: usize,
     pub blobs_mounted: usize,
+    /// Platform images exported from their daemons to be published (0 when the build's check
+    /// already compressed them from its own export, or the cache had them).
+    pub exports: usize,
 }
 
 /// A published image.
@@ -139,6 +142,7 @@ struct Assembled {
     children: Vec<(Platform, convert::Converted, crate::store::RawManifest)>,
     index: crate::store::RawManifest,
     compressed: usize,
+    exports: usize,
 }
 
 /// Publishes `images` (each platform image in its daemon) to `target`.
@@ -206,10 +210,12 @@ async fn assemble_image(
         .collect();
     let index = assemble::index(&index_children, opts.format, &opts.annotations);
     let compressed = children.iter().map(|(_, c, _)| c.compressed).sum();
+    let exports = children.iter().filter(|(_, c, _)| c.exported).count();
     Ok(Assembled {
         children,
         index,
         compressed,
+        exports,
     })
 }
 
@@ -270,6 +276,7 @@ fn write_layout(
             .collect(),
         stats: PublishStats {
             layers_compressed: built.compressed,
+            exports: built.exports,
             ..Default::default()
         },
     })
@@ -341,6 +348,7 @@ async fn push_image(
             bytes_uploaded: stats.bytes(),
             blobs_present: stats.blobs_present.load(Ordering::Relaxed),
             blobs_mounted: stats.blobs_mounted.load(Ordering::Relaxed),
+            exports: built.exports,
         },
     })
 }

@@ -20,6 +20,7 @@ fn verified() -> ImageReport {
         pushed: true,
         output: "registry.example.com/team/api:1.8.0".into(),
         verified: true,
+        exports: 0,
         findings: vec![],
     }
 }

@@ -102,6 +102,20 @@ impl Drop for Session {
     }
 }
 
+/// A session ID unique to this process and build.
+pub fn session_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "archbuild-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The shared key of a context folder: the same folder gets the same key, so the daemon
 /// reuses what it received for it before.
 pub fn shared_key(context: &Path) -> String {

@@ -9,7 +9,7 @@
 //! of the file.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -68,7 +68,55 @@ fn hashing_digest(path: &str) -> String {
 
 /// Reads a `docker save` stream; `name` names the archive in messages and unnamed images.
 pub fn read(reader: impl Read, name: &str) -> Result<Vec<ImageInput>, ImageError> {
-    images(walk(reader, name)?, name)
+    read_tapped(reader, name, &mut NoTap)
+}
+
+/// Reads a `docker save` stream as [`read`] does, handing a copy of every layer blob's bytes
+/// to `tap` as they pass: one read of an export serves the check and whatever else needs the
+/// layers (the publish's compression).
+pub fn read_tapped(
+    reader: impl Read,
+    name: &str,
+    tap: &mut dyn LayerTap,
+) -> Result<Vec<ImageInput>, ImageError> {
+    images(walk(reader, name, tap)?, name)
+}
+
+/// Receives a copy of the layer blobs of an archive as [`read_tapped`] reads them, each
+/// byte once, in the archive's order.
+pub trait LayerTap {
+    /// The layer blob at `path`, `size` bytes, is about to be read: where its bytes should be
+    /// copied, if anywhere.
+    fn begin(&mut self, path: &str, size: u64) -> io::Result<Option<Box<dyn Write + Send>>>;
+    /// The layer blob at `path` was read whole into `copy` (what `begin` gave); `digest` is
+    /// what its bytes hash to (a docker save layer's diffID).
+    fn end(&mut self, path: &str, digest: &str, copy: Box<dyn Write + Send>) -> io::Result<()>;
+}
+
+/// The tap that copies nothing.
+pub struct NoTap;
+
+impl LayerTap for NoTap {
+    fn begin(&mut self, _: &str, _: u64) -> io::Result<Option<Box<dyn Write + Send>>> {
+        Ok(None)
+    }
+    fn end(&mut self, _: &str, _: &str, _: Box<dyn Write + Send>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader that copies what is read through it into `copy`.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// The images an archive's contents make, by `manifest.json` or else `index.json`, once
@@ -234,7 +282,7 @@ fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
 }
 
-fn walk(reader: impl Read, name: &str) -> Result<Contents, ImageError> {
+fn walk(reader: impl Read, name: &str, tap: &mut dyn LayerTap) -> Result<Contents, ImageError> {
     let mut contents = Contents::default();
     let mut archive = tar::Archive::new(reader);
     let entries = archive
@@ -245,8 +293,22 @@ fn walk(reader: impl Read, name: &str) -> Result<Contents, ImageError> {
         let mut entry = entry.map_err(io_err(format!("{name} is not a readable tar archive")))?;
         match contents.classify(&mut entry, &mut head, name)? {
             Outer::Layer(path) => {
+                let tap_err = io_err(format!("{name}: copying layer {path}"));
+                let copy = tap.begin(&path, entry.size()).map_err(tap_err)?;
                 let reader = io::Cursor::new(std::mem::take(&mut head)).chain(&mut entry);
-                let (summary, digest) = scan_hashed(reader, &path, name)?;
+                let (summary, digest) = match copy {
+                    None => scan_hashed(reader, &path, name)?,
+                    Some(copy) => {
+                        let mut tee = Tee {
+                            inner: reader,
+                            copy,
+                        };
+                        let scanned = scan_hashed(&mut tee, &path, name)?;
+                        let tap_err = io_err(format!("{name}: copying layer {path}"));
+                        tap.end(&path, &scanned.1, tee.copy).map_err(tap_err)?;
+                        scanned
+                    }
+                };
                 contents.digests.insert(path.clone(), digest);
                 contents.layers.insert(path, Arc::new(summary));
             }

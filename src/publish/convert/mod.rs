@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 mod gzip;
 mod slots;
+mod tap;
 
 pub use gzip::gzip_parallel;
 pub use slots::{Permit, Slots};
+pub use tap::CompressingTap;
 
 use super::assemble::{Compression, Layer};
 use super::cache::BlobCache;
@@ -32,6 +34,8 @@ pub struct Converted {
     pub layers: Vec<Layer>,
     /// How many layers were compressed in this run (0 when all came from the cache).
     pub compressed: usize,
+    /// Whether the image was exported from the daemon for this conversion.
+    pub exported: bool,
 }
 
 /// Why an image could not be converted.
@@ -62,17 +66,7 @@ pub async fn convert(
     slots: Arc<Slots>,
 ) -> Result<Converted, ConvertError> {
     use futures_util::TryStreamExt;
-    let daemon = |action, e: bollard::errors::Error| ConvertError::Daemon {
-        action,
-        image: image_id.to_string(),
-        detail: e.to_string(),
-    };
-    let inspect = docker
-        .inspect_image(image_id)
-        .await
-        .map_err(|e| daemon("inspect", e))?;
-    let id = inspect.id.unwrap_or_else(|| image_id.to_string());
-    let diff_ids = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+    let (id, diff_ids) = inspect(docker, image_id).await?;
     if let Some(hit) = from_cache(cache, &id, &diff_ids, compression) {
         return Ok(hit);
     }
@@ -89,6 +83,49 @@ pub async fn convert(
         image: id.clone(),
         source: std::io::Error::other(e),
     })?
+}
+
+/// A tap that compresses the layers of image `image_id` into the publish cache while the
+/// check reads its export (see [`CompressingTap`]), or `None` when the cache holds the whole
+/// image already and publishing will not need the export.
+pub async fn tap_for(
+    docker: &bollard::Docker,
+    image_id: &str,
+    opts: &super::PublishOptions,
+    slots: Arc<Slots>,
+) -> Result<Option<CompressingTap>, ConvertError> {
+    let cache = BlobCache::open(&opts.cache_dir).map_err(|source| ConvertError::Io {
+        image: image_id.to_string(),
+        source,
+    })?;
+    let (id, diff_ids) = inspect(docker, image_id).await?;
+    if from_cache(&cache, &id, &diff_ids, opts.compression).is_some() {
+        return Ok(None);
+    }
+    Ok(Some(CompressingTap::new(
+        opts.compression,
+        &cache,
+        slots,
+        &diff_ids,
+    )))
+}
+
+/// The image's ID and its layers' diffIDs, as the daemon reports them.
+async fn inspect(
+    docker: &bollard::Docker,
+    image_id: &str,
+) -> Result<(String, Vec<String>), ConvertError> {
+    let inspect = docker
+        .inspect_image(image_id)
+        .await
+        .map_err(|e| ConvertError::Daemon {
+            action: "inspect",
+            image: image_id.to_string(),
+            detail: e.to_string(),
+        })?;
+    let id = inspect.id.unwrap_or_else(|| image_id.to_string());
+    let diff_ids = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+    Ok((id, diff_ids))
 }
 
 /// The converted image when the cache has its config and every layer.
@@ -108,6 +145,7 @@ pub fn from_cache(
         diff_ids: diff_ids.to_vec(),
         layers,
         compressed: 0,
+        exported: false,
     })
 }
 
@@ -180,6 +218,7 @@ pub fn read_export(
         diff_ids,
         layers,
         compressed,
+        exported: true,
     })
 }
 
@@ -432,5 +471,7 @@ pub fn compress_reader(
     })
 }
 
+#[cfg(test)]
+mod tap_tests;
 #[cfg(test)]
 mod tests;

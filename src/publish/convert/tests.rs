@@ -26,7 +26,7 @@ fn parallel_gzip_is_one_valid_reproducible_stream() {
     }
 }
 
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+pub(super) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, bytes) in files {
         let mut h = tar::Header::new_gnu();
