@@ -18,6 +18,7 @@ use crate::registry::RegistryOptions;
 use crate::verify::VerifyReport;
 
 pub mod build;
+pub mod overlap;
 pub mod report;
 pub mod stages;
 
@@ -100,21 +101,34 @@ pub async fn release<E: BuildEngine>(
     if let Output::Push(registry) = &options.output {
         stages::check_push_access(project, &plan.jobs, registry).await?;
     }
-    let watch = Stopwatch::start();
-    let built = build_plan(engine, plan, &options.build, events).await?;
-    watch.stop("build", &mut timings);
-
-    let daemons = daemons(&built).await?;
-    let watch = Stopwatch::start();
     let publish_opts = publish_options(project, options.compression);
     let publishing = match options.output {
         Output::None => None,
         _ => Some(&publish_opts),
     };
+    // Each job's check starts as soon as its build finishes (`overlap`).
+    let (builds, watched) = mpsc::channel(64);
+    let watching = overlap::Watch {
+        project: std::sync::Arc::new(project.clone()),
+        publishing: publishing.cloned(),
+    };
+    let early = overlap::watch(watching, watched, events);
+    let watch = Stopwatch::start();
+    let built = build_plan(engine, plan, &options.build, builds).await;
+    let early = early.await.unwrap_or_default();
+    let built = built?;
+    watch.stop("build", &mut timings);
+
+    let daemons = daemons(&built).await?;
+    let watch = Stopwatch::start();
     let stages::Checked {
         reports: checks,
         exported: check_exports,
-    } = check_built(project, &daemons, &built, publishing).await?;
+    } = build::until_signal(
+        check_built(project, &daemons, &built, publishing, early),
+        "checking was stopped; nothing was published",
+    )
+    .await??;
     watch.stop("check", &mut timings);
     let check_findings: Vec<Finding> = checks.iter().flat_map(|c| c.findings.clone()).collect();
     let blocked = Outcome::of(&check_findings) == Outcome::Findings && !options.allow_findings;

@@ -34,6 +34,12 @@ pub enum PipelineError {
         #[source]
         source: Box<check::CheckError>,
     },
+    #[error("checking {image} {platform}: the check stopped before its end: {detail}")]
+    CheckStopped {
+        image: String,
+        platform: Platform,
+        detail: String,
+    },
     #[error("publishing: {0}")]
     Publish(#[from] publish::PublishError),
     #[error("push access, checked before building")]
@@ -92,18 +98,29 @@ pub struct Checked {
 /// The content check of every built image, in its builder's daemon, two at a time. When the
 /// images are to be published (`publishing`), the export the check reads also feeds the
 /// compression of their layers into the publish cache, so that publishing finds every image
-/// there and a release exports each image once.
+/// there and a release exports each image once. Jobs whose check `early` already ran (see
+/// [`super::overlap`]) are not checked again.
 pub async fn check_built(
     project: &Project,
     daemons: &DaemonMap,
     built: &[BuiltImage],
     publishing: Option<&PublishOptions>,
+    mut early: super::overlap::EarlyChecks,
 ) -> Result<Checked, PipelineError> {
     use futures_util::{StreamExt, TryStreamExt};
     let slots = publish::convert::Slots::per_core();
-    let jobs = built
-        .iter()
-        .map(|job| check_job(project, daemons, job, publishing, slots.clone()));
+    let mut jobs = Vec::new();
+    for job in built {
+        let done = early.take(job);
+        let slots = slots.clone();
+        jobs.push(async move {
+            if let Some(done) = done {
+                return done.await;
+            }
+            let docker = publish::Daemons::for_job(daemons, &job.image, &job.platform);
+            check_job(project, docker, &CheckTarget::of(job), publishing, slots).await
+        });
+    }
     let results: Vec<(CheckReport, bool)> = futures_util::stream::iter(jobs)
         .buffered(2)
         .try_collect()
@@ -112,18 +129,35 @@ pub async fn check_built(
     Ok(Checked { reports, exported })
 }
 
+/// Which image a check reads: the project image, its platform and its ID in the daemon.
+#[derive(Clone, Debug)]
+pub struct CheckTarget {
+    pub image: String,
+    pub platform: Platform,
+    pub image_id: String,
+}
+
+impl CheckTarget {
+    fn of(job: &BuiltImage) -> CheckTarget {
+        CheckTarget {
+            image: job.image.clone(),
+            platform: job.platform.clone(),
+            image_id: job.image_id.clone(),
+        }
+    }
+}
+
 /// The check of one job's image (from the check cache when it has it) and whether the
 /// daemon exported the image for it.
-async fn check_job(
+pub async fn check_job(
     project: &Project,
-    daemons: &DaemonMap,
-    job: &BuiltImage,
+    docker: &bollard::Docker,
+    job: &CheckTarget,
     publishing: Option<&PublishOptions>,
     slots: std::sync::Arc<publish::convert::Slots>,
 ) -> Result<(CheckReport, bool), PipelineError> {
     let image = &project.images[&job.image];
     let opts = check_options(image)?;
-    let docker = publish::Daemons::for_job(daemons, &job.image, &job.platform);
     let name = format!("{}:{}", image.reference_base(), image.tags[0]);
     let cache_dir = project.dir.join(".archbuild/cache");
     let key = check::cache::Key {
@@ -158,11 +192,15 @@ async fn check_job(
                 .await
                 .map_err(failed)?;
             let diff_ids: Vec<String> = input.layers.iter().map(|l| l.digest.clone()).collect();
-            tap.finish(&input.config, &diff_ids)
-                .map_err(|source| publish::convert::ConvertError::Io {
-                    image: job.image_id.clone(),
-                    source,
-                })
+            let finish = move || tap.finish(&input.config, &diff_ids);
+            let io = |source| publish::convert::ConvertError::Io {
+                image: job.image_id.clone(),
+                source,
+            };
+            let finished = tokio::task::spawn_blocking(finish).await;
+            finished
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(io)
                 .map_err(PublishError::from)?;
             report
         }

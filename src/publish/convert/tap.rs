@@ -77,9 +77,9 @@ impl CompressingTap {
     /// Waits for the compressions, records every layer and the config in the cache, and
     /// returns the image as `convert` would: `config` is its config's bytes and `diff_ids`
     /// its layers, bottom first, as the walk verified them.
-    pub fn finish(self, config: &[u8], diff_ids: &[String]) -> io::Result<Converted> {
+    pub fn finish(mut self, config: &[u8], diff_ids: &[String]) -> io::Result<Converted> {
         let mut compressed = HashMap::new();
-        for (diff_id, job) in self.jobs {
+        for (diff_id, job) in std::mem::take(&mut self.jobs) {
             let (layer, plain_size) = job
                 .join()
                 .map_err(|_| io::Error::other("a compression thread panicked"))??;
@@ -105,6 +105,32 @@ impl CompressingTap {
             // The export was the check's: this conversion read none of its own.
             exported: false,
         })
+    }
+}
+
+impl Drop for CompressingTap {
+    /// A tap dropped before [`CompressingTap::finish`] (the export broke, the run was
+    /// interrupted) ends its compressions before it goes: the streaming ones see their input
+    /// end early and stop, removing their temporary files, so that none is left behind when
+    /// the process exits right after.
+    fn drop(&mut self) {
+        let streaming: Vec<Job> = self
+            .open
+            .drain()
+            .filter_map(|(_, open)| match open {
+                Open::Streaming { job, feed } => {
+                    drop(feed);
+                    Some(job)
+                }
+                Open::Spooling { .. } => None,
+            })
+            .collect();
+        for job in streaming
+            .into_iter()
+            .chain(self.jobs.drain().map(|(_, job)| job))
+        {
+            let _ = job.join();
+        }
     }
 }
 
