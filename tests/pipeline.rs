@@ -345,6 +345,12 @@ async fn a_release_exports_each_image_once_and_a_push_after_a_build_none() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(exports_of(&p, "good"), 2, "one export per platform image");
     assert_eq!(stats(&out)["exports"], 0, "publishing exported nothing");
+    let progress = String::from_utf8_lossy(&out.stderr);
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let line =
+            format!("[good {platform}] checked: no findings; layers compressed for publishing");
+        assert!(progress.contains(&line), "{line} in:\n{progress}");
+    }
     assert_eq!(
         stats(&out)["layers_compressed"],
         0,

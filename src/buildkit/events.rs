@@ -97,6 +97,15 @@ pub enum BuildEvent {
         /// The failing step's last log lines.
         log_tail: Vec<String>,
     },
+    /// The job's image was checked while other jobs still built (sent by the release
+    /// pipeline, not by the builds).
+    JobChecked {
+        job: JobLabel,
+        errors: usize,
+        warnings: usize,
+        /// Its layers were compressed for publishing from the same export.
+        compressed: bool,
+    },
 }
 
 impl BuildEvent {
@@ -110,7 +119,8 @@ impl BuildEvent {
             | BuildEvent::StepDone { job, .. }
             | BuildEvent::LogLine { job, .. }
             | BuildEvent::JobFinished { job, .. }
-            | BuildEvent::JobFailed { job, .. } => job,
+            | BuildEvent::JobFailed { job, .. }
+            | BuildEvent::JobChecked { job, .. } => job,
         }
     }
 }

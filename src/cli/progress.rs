@@ -109,7 +109,29 @@ pub fn plain_lines(event: &BuildEvent) -> String {
         BuildEvent::JobFailed {
             error, log_tail, ..
         } => failure_lines(job, error, log_tail),
+        BuildEvent::JobChecked {
+            errors,
+            warnings,
+            compressed,
+            ..
+        } => checked_line(job, *errors, *warnings, *compressed),
     }
+}
+
+fn checked_line(job: &JobLabel, errors: usize, warnings: usize, compressed: bool) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let findings = match (errors, warnings) {
+        (0, 0) => "no findings".to_string(),
+        (e, 0) => plural(e, "error"),
+        (0, w) => plural(w, "warning"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    };
+    let layers = if compressed {
+        "; layers compressed for publishing"
+    } else {
+        ""
+    };
+    format!("[{job}] checked: {findings}{layers}\n")
 }
 
 fn moved_line(job: &JobLabel, from: &str, to: &str, reason: &str) -> String {
@@ -176,6 +198,15 @@ async fn draw_bars(mut events: mpsc::Receiver<BuildEvent>) {
             } => {
                 bar.abandon_with_message("FAILED");
                 let _ = multi.println(failure_lines(&job, error, log_tail).trim_end());
+            }
+            BuildEvent::JobChecked {
+                errors,
+                warnings,
+                compressed,
+                ..
+            } => {
+                let line = checked_line(&job, *errors, *warnings, *compressed);
+                let _ = multi.println(line.trim_end());
             }
         }
     }
@@ -244,6 +275,41 @@ mod tests {
             "[api linux/arm64] FAILED: step `RUN make` failed with exit code 2\n\
              [api linux/arm64]   | cc: fatal\n\
              [api linux/arm64]   | make: error\n"
+        );
+    }
+
+    #[test]
+    fn a_check_during_the_builds_says_what_it_found() {
+        let checked = |errors, warnings, compressed| {
+            plain_lines(&BuildEvent::JobChecked {
+                job: job(),
+                errors,
+                warnings,
+                compressed,
+            })
+        };
+        assert_eq!(
+            checked(0, 0, true),
+            "[api linux/arm64] checked: no findings; layers compressed for publishing\n"
+        );
+        assert_eq!(
+            checked(1, 3, false),
+            "[api linux/arm64] checked: 1 error, 3 warnings\n"
+        );
+        assert_eq!(
+            checked(0, 1, false),
+            "[api linux/arm64] checked: 1 warning\n"
+        );
+        let v = serde_json::to_value(BuildEvent::JobChecked {
+            job: job(),
+            errors: 2,
+            warnings: 0,
+            compressed: false,
+        })
+        .unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["errors"].as_u64()),
+            (Some("job-checked"), Some(2))
         );
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::stages::{check_job, CheckTarget, PipelineError};
-use crate::buildkit::{BuildEvent, BuiltImage};
+use crate::buildkit::{BuildEvent, BuiltImage, JobLabel};
 use crate::check::CheckReport;
 use crate::config::Project;
 use crate::publish::convert::Slots;
@@ -65,7 +65,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn see(&mut self, event: &BuildEvent) {
+    async fn see(&mut self, event: &BuildEvent, out: &mpsc::Sender<BuildEvent>) {
         match event {
             BuildEvent::JobStarted { job, endpoint, .. } => {
                 self.endpoints.insert(job.index, endpoint.clone());
@@ -76,7 +76,7 @@ impl Watcher {
                     platform: job.platform.clone(),
                     image_id: image_id.clone(),
                 };
-                if let Some(check) = self.start(job.index, target).await {
+                if let Some(check) = self.start(job.clone(), target, out.clone()).await {
                     self.early
                         .started
                         .insert((job.index, image_id.clone()), check);
@@ -86,10 +86,15 @@ impl Watcher {
         }
     }
 
-    /// Starts the check of job `index`'s image on the daemon that built it, unless that
-    /// daemon cannot be reached (the check stage then reports it).
-    async fn start(&mut self, index: usize, target: CheckTarget) -> Option<Early> {
-        let url = self.endpoints.get(&index)?;
+    /// Starts the check of `job`'s image on the daemon that built it, unless that daemon
+    /// cannot be reached (the check stage then reports it); its outcome goes to `out`.
+    async fn start(
+        &mut self,
+        job: JobLabel,
+        target: CheckTarget,
+        out: mpsc::Sender<BuildEvent>,
+    ) -> Option<Early> {
+        let url = self.endpoints.get(&job.index)?;
         if !self.daemons.contains_key(url) {
             let docker = crate::buildkit::connect(url).await.ok()?;
             self.daemons.insert(url.clone(), docker);
@@ -99,7 +104,18 @@ impl Watcher {
         let at_once = self.at_once.clone();
         Some(tokio::spawn(async move {
             let _turn = at_once.acquire_owned().await.expect("never closed");
-            check_job(&project, &docker, &target, publishing.as_ref(), slots).await
+            let checked = check_job(&project, &docker, &target, publishing.as_ref(), slots).await;
+            if let Ok((report, _)) = &checked {
+                let errors = report.findings.iter().filter(|f| f.is_error()).count();
+                let event = BuildEvent::JobChecked {
+                    job,
+                    errors,
+                    warnings: report.findings.len() - errors,
+                    compressed: publishing.is_some(),
+                };
+                let _ = out.send(event).await;
+            }
+            checked
         }))
     }
 }
@@ -122,7 +138,7 @@ pub fn watch(
             slots: Slots::per_core(),
         };
         while let Some(event) = builds.recv().await {
-            watcher.see(&event).await;
+            watcher.see(&event, &out).await;
             let _ = out.send(event).await;
         }
         watcher.early

@@ -117,6 +117,27 @@ pub struct TlsHost {
     dir: tempfile::TempDir,
 }
 
+/// Claims a free host number and its namespace `archbuild-host-N`: `ip netns add` fails when the
+/// name exists, so the namespace itself is the lock between the tests of one process and between
+/// processes (the number also names the veth pair and the /24 the host lives in).
+fn claim_namespace() -> (u32, String) {
+    let first = std::process::id()
+        .wrapping_mul(7)
+        .wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst));
+    for step in 0..230 {
+        let n = 20 + (first + step) % 230;
+        let netns = format!("archbuild-host-{n}");
+        let added = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .output()
+            .expect("ip netns add");
+        if added.status.success() {
+            return (n, netns);
+        }
+    }
+    panic!("no free network namespace archbuild-host-20..249 (left by killed test runs? `ip netns list`)");
+}
+
 fn ip(args: &[&str]) {
     run_ok(Command::new("ip").args(args));
 }
@@ -137,11 +158,9 @@ impl TlsHost {
         require("ip (Debian package iproute2)", which("ip"))?;
         require("nsenter (Debian package util-linux)", which("nsenter"))?;
         require("dockerd", which("dockerd"))?;
-        let n = (std::process::id() % 50) * 4 + NEXT.fetch_add(1, Ordering::SeqCst) % 4 + 20;
-        let netns = format!("archbuild-{}-{n}", std::process::id());
+        let (n, netns) = claim_namespace();
         let (host_veth, ns_veth) = (format!("vab{n}h"), format!("vab{n}n"));
         let (gateway, address) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
-        ip(&["netns", "add", &netns]);
         ip(&[
             "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth,
         ]);
