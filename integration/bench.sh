@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash integration/prereqs.sh
-command -v hyperfine >/dev/null || { echo "bench: needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
+# The tools archbuild is compared with, and hyperfine, from Debian's packages.
+for tool in buildah hyperfine; do
+  command -v "$tool" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >/dev/null \
+    || { echo "bench: needs $tool (apt-get install $tool)" >&2; exit 1; }
+done
 cargo build --release --quiet
 mkdir -p target/bench
 for bench in integration/bench-*.sh; do
