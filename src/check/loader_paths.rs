@@ -2,8 +2,9 @@
 //! config's `Env`, glibc's `/etc/ld.so.conf` with its `include` globs (what `ldconfig` puts
 //! in the cache, ldconfig(8)), the loaders' default folders (glibc's system search path,
 //! multiarch folders included, as `ld.so --help` lists them; musl's
-//! `/etc/ld-musl-ARCH.path` or `/lib:/usr/local/lib:/usr/lib`), and the order in which one
-//! object's `DT_RPATH`/`DT_RUNPATH` (with `$ORIGIN`) come among them. Pure.
+//! `/etc/ld-musl-ARCH.path` or `/lib:/usr/local/lib:/usr/lib`), and the order in which the
+//! `DT_RPATH`/`DT_RUNPATH` (with `$ORIGIN`) of an object and of the objects that loaded it
+//! (its chain of loaders up to the program) come among them. Pure.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -74,36 +75,59 @@ pub fn search_paths(fs: &Filesystem, config: &ImageConfig, platform: &Platform) 
     }
 }
 
+/// One object in the chain that loads a library: its dynamic section and its folder, which
+/// `$ORIGIN` in its own run paths stands for.
+#[derive(Clone)]
+pub struct Loader<'a> {
+    pub dynamic: &'a Dynamic,
+    pub origin: String,
+}
+
 impl SearchPaths {
-    /// The folders searched, in order, for a library `object` needs (`program` is the
-    /// program that loads it, `origin` the object's folder for `$ORIGIN`), and whether the
-    /// list is complete (no element the loader would expand in a way not known here).
-    pub fn order(
-        &self,
-        object: &Dynamic,
-        program: &Dynamic,
-        origin: &str,
-        musl: bool,
-    ) -> (Vec<String>, bool) {
+    /// The folders searched, in order, for a library needed by the last object of `chain`
+    /// (the objects from the program down to that one, each loaded by the one before: its
+    /// loaders), and whether the list is complete (no element the loader would expand in a
+    /// way not known here).
+    ///
+    /// glibc (`_dl_map_object`, `elf/dl-load.c`): when the object has no `DT_RUNPATH`, the
+    /// `DT_RPATH` of the object, then of the object that loaded it (`l_loader`), and on up
+    /// to the program (an object with a `DT_RUNPATH` has its `DT_RPATH` ignored,
+    /// `elf/get-dynamic-info.h`), each `$ORIGIN` that object's own folder; then
+    /// `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache and the default folders.
+    /// musl (`load_library`, `ldso/dynlink.c`): `LD_LIBRARY_PATH`, then the run path of the
+    /// object and of each object up its `needed_by` chain (`DT_RUNPATH`, else `DT_RPATH`,
+    /// `decode_dyn`), then its path file or default.
+    pub fn order(&self, chain: &[Loader<'_>], musl: bool) -> (Vec<String>, bool) {
         let mut dirs: Vec<Option<String>> = Vec::new();
-        let expand = |path: Option<&String>, dirs: &mut Vec<Option<String>>| {
+        let expand = |path: Option<&String>, origin: &str, dirs: &mut Vec<Option<String>>| {
             if let Some(p) = path {
                 dirs.extend(p.split(':').map(|d| expand_origin(d, origin)));
             }
         };
+        let object = chain.last();
         if musl {
             dirs.extend(self.env.iter().cloned());
-            expand(object.runpath.as_ref().or(object.rpath.as_ref()), &mut dirs);
+            for l in chain.iter().rev() {
+                let d = l.dynamic;
+                expand(
+                    d.runpath.as_ref().or(d.rpath.as_ref()),
+                    &l.origin,
+                    &mut dirs,
+                );
+            }
             dirs.extend(self.musl.iter().cloned().map(Some));
         } else {
-            if object.runpath.is_none() {
-                expand(object.rpath.as_ref(), &mut dirs);
-                if program.runpath.is_none() && !std::ptr::eq(object, program) {
-                    expand(program.rpath.as_ref(), &mut dirs);
+            if object.is_none_or(|o| o.dynamic.runpath.is_none()) {
+                for l in chain.iter().rev() {
+                    if l.dynamic.runpath.is_none() {
+                        expand(l.dynamic.rpath.as_ref(), &l.origin, &mut dirs);
+                    }
                 }
             }
             dirs.extend(self.env.iter().cloned());
-            expand(object.runpath.as_ref(), &mut dirs);
+            if let Some(o) = object {
+                expand(o.dynamic.runpath.as_ref(), &o.origin, &mut dirs);
+            }
             dirs.extend(self.conf.iter().cloned().map(Some));
             dirs.extend(self.glibc_defaults.iter().cloned().map(Some));
         }
