@@ -6,8 +6,9 @@
 //!
 //! glibc's order: an object's `DT_RPATH` (when it has no `DT_RUNPATH`) and that of each
 //! object up its chain of loaders to the program (each `$ORIGIN` its own folder),
-//! `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache (`ldconfig` builds it from
-//! `/etc/ld.so.conf` and its includes), then the default folders. musl's: `LD_LIBRARY_PATH`,
+//! `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache (`/etc/ld.so.cache`, each path
+//! it lists for the name with the platform's flags; and the folders `ldconfig` builds it
+//! from, `/etc/ld.so.conf` and its includes), then the default folders. musl's: `LD_LIBRARY_PATH`,
 //! the run path of the object and of each object up its chain, then
 //! `/etc/ld-musl-ARCH.path` or its default. Each loaded object remembers the one whose need
 //! brought it in (objects are loaded breadth first, as both loaders do), which gives the
@@ -17,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::loader_paths::{self, Loader, SearchPaths};
+use super::loader_paths::{self, Loader, Place, SearchPaths};
 use crate::elf::dynamic::Dynamic;
 use crate::elf::{ElfInfo, ElfReport};
 use crate::finding::{Finding, FindingKind};
@@ -49,10 +50,10 @@ enum Found {
 pub struct Libraries<'a> {
     fs: &'a Filesystem,
     paths: SearchPaths,
-    /// (name, the folders searched in order, whether that list is complete) → what the
+    /// (name, the places searched in order, whether that list is complete) → what the
     /// search found: all the result depends on, whichever object and chain of loaders the
-    /// folders came from.
-    lookups: HashMap<(String, Vec<String>, bool), Found>,
+    /// places came from.
+    lookups: HashMap<(String, Vec<Place>, bool), Found>,
 }
 
 impl<'a> Libraries<'a> {
@@ -184,10 +185,20 @@ impl<'a> Libraries<'a> {
                 .unwrap_or(Found::Missing(vec![path]))
         } else {
             dirs.iter()
-                .find_map(|dir| self.candidate(&format!("{dir}/{name}"), identity))
+                .find_map(|place| match place {
+                    Place::Dir(dir) => self.candidate(&format!("{dir}/{name}"), identity),
+                    Place::Cache => self
+                        .paths
+                        .cache
+                        .as_ref()
+                        .and_then(|c| c.get(name))
+                        .into_iter()
+                        .flatten()
+                        .find_map(|path| self.candidate(path, identity)),
+                })
                 .unwrap_or_else(|| {
                     if complete {
-                        Found::Missing(dirs.clone())
+                        Found::Missing(dirs.iter().map(Place::to_string).collect())
                     } else {
                         Found::Unknown
                     }

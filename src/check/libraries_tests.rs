@@ -435,3 +435,78 @@ fn a_library_reached_through_different_chains_is_searched_for_each() {
         )]
     );
 }
+
+/// A cache made by glibc's ldconfig: libodd.so.1 → /opt/odd/lib/libodd.so.1 and
+/// libeven.so.2 → /usr/lib/x86_64-linux-gnu/libeven.so.2, x86-64 libc6 (see `ld_cache`).
+const LD_SO_CACHE: &[u8] = include_bytes!("fixtures/ld.so.cache.new");
+
+#[test]
+fn a_library_listed_in_ld_so_cache_is_found_in_a_folder_searched_nowhere_else() {
+    let app = program(needs(&["libodd.so.1", "libc.so.6"]));
+    let odd = library("libodd.so.1", &[], &[]);
+    let files: Vec<(&str, &[u8])> = vec![("app", &app), ("opt/odd/lib/libodd.so.1", &odd)];
+    let without = run_on(&files, &[], &[], "/app");
+    assert_eq!(without.len(), 1, "{without:#?}");
+    assert!(
+        !without[0].message.contains("/etc/ld.so.cache"),
+        "{}",
+        without[0].message
+    );
+    let mut with = files.clone();
+    with.push(("etc/ld.so.cache", LD_SO_CACHE));
+    assert_eq!(run_on(&with, &[], &[], "/app"), vec![]);
+    // The path the cache gives must still hold a library of the program's class.
+    let odd32 = object(
+        ElfClass::Elf32,
+        3,
+        None,
+        dynspec(Some("libodd.so.1"), &[], &[]),
+    );
+    let wrong: Vec<(&str, &[u8])> = vec![
+        ("app", &app),
+        ("opt/odd/lib/libodd.so.1", &odd32),
+        ("etc/ld.so.cache", LD_SO_CACHE),
+    ];
+    let f = run_on(&wrong, &[], &[], "/app");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert!(
+        f[0].message
+            .contains("/etc/ld.so.cache, /lib/x86_64-linux-gnu"),
+        "{}",
+        f[0].message
+    );
+    // A cache that is not one: ignored, as the loader ignores it.
+    let garbage: Vec<(&str, &[u8])> = vec![
+        ("app", &app),
+        ("opt/odd/lib/libodd.so.1", &odd),
+        ("etc/ld.so.cache", &LD_SO_CACHE[..60]),
+    ];
+    assert_eq!(run_on(&garbage, &[], &[], "/app").len(), 1);
+}
+
+#[test]
+fn the_cache_comes_before_the_default_folders() {
+    let app = program(DynSpec {
+        version_needs: vec![("libodd.so.1".into(), vec![("ODD_2".into(), false)])],
+        ..needs(&["libodd.so.1", "libc.so.6"])
+    });
+    let new = library("libodd.so.1", &[], &["ODD_1", "ODD_2"]);
+    let old = library("libodd.so.1", &[], &["ODD_1"]);
+    let files: Vec<(&str, &[u8])> = vec![
+        ("app", &app),
+        ("opt/odd/lib/libodd.so.1", &new),
+        ("usr/lib/libodd.so.1", &old),
+    ];
+    let f = run_on(&files, &[], &[], "/app");
+    assert_eq!(
+        summary(&f),
+        [(
+            FindingKind::LibraryVersionMissing,
+            Severity::Error,
+            "/app".into()
+        )]
+    );
+    let mut with = files.clone();
+    with.push(("etc/ld.so.cache", LD_SO_CACHE));
+    assert_eq!(run_on(&with, &[], &[], "/app"), vec![]);
+}
