@@ -8,8 +8,8 @@
 //! object up its chain of loaders to the program (each `$ORIGIN` its own folder),
 //! `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache (`/etc/ld.so.cache`, each path
 //! it lists for the name with the platform's flags; and the folders `ldconfig` builds it
-//! from, `/etc/ld.so.conf` and its includes), then the default folders. musl's: `LD_LIBRARY_PATH`,
-//! the run path of the object and of each object up its chain, then
+//! from, `/etc/ld.so.conf` and its includes), then the default folders. musl's:
+//! `LD_LIBRARY_PATH`, the run path of the object and of each object up its chain, then
 //! `/etc/ld-musl-ARCH.path` or its default. Each loaded object remembers the one whose need
 //! brought it in (objects are loaded breadth first, as both loaders do), which gives the
 //! chain; lookups are cached by name and the folders searched. In every folder a

@@ -335,8 +335,9 @@ fn library_with(
     )
 }
 
-/// app → /usr/lib/liba.so.1 (`DT_RPATH` `$ORIGIN/../../opt/a`) → libb.so.2 (in the multiarch
-/// folder, `libb_runpath` its `DT_RUNPATH`) → libz.so.1, only in /opt/a.
+/// app → /usr/lib/liba.so.1 (`DT_RPATH` `$ORIGIN/../../opt/a`, `DT_RUNPATH` `a_runpath`) →
+/// libb.so.2 (in the multiarch folder, `DT_RUNPATH` `libb_runpath`) → libz.so.1, only in
+/// /opt/a.
 fn chain_files(
     interp: &str,
     a_runpath: Option<&str>,

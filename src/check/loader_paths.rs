@@ -1,8 +1,8 @@
 //! Where the dynamic loaders look for libraries in one image: `LD_LIBRARY_PATH` from the
 //! config's `Env`, glibc's `/etc/ld.so.conf` with its `include` globs (what `ldconfig` puts
 //! in the cache, ldconfig(8)), glibc's loader cache `/etc/ld.so.cache` itself (soname →
-//! path, read by [`super::ld_cache`]), the loaders' default folders (glibc's system search path,
-//! multiarch folders included, as `ld.so --help` lists them; musl's
+//! path, read by [`super::ld_cache`]), the loaders' default folders (glibc's system search
+//! path, multiarch folders included, as `ld.so --help` lists them; musl's
 //! `/etc/ld-musl-ARCH.path` or `/lib:/usr/local/lib:/usr/lib`), and the order in which the
 //! `DT_RPATH`/`DT_RUNPATH` (with `$ORIGIN`) of an object and of the objects that loaded it
 //! (its chain of loaders up to the program) come among them. Pure.
