@@ -2,8 +2,9 @@
 //! architectures (real programs, libraries, loaders and `#!` scripts) must check perfectly
 //! clean, and the failures users meet are made from the same real files: an armhf userland
 //! labelled `arm/v6`, a program whose library a later layer removed, and trixie's bash
-//! (which needs `GLIBC_2.38`) copied onto bookworm (whose glibc defines up to 2.36). Checked
-//! in an OCI layout, in the Docker daemon and in a registry copy.
+//! (which needs `GLIBC_2.38`) copied onto bookworm (whose glibc defines up to 2.36), and a
+//! library moved to a folder only a real `ldconfig`'s `/etc/ld.so.cache` lists. Checked in
+//! an OCI layout, in the Docker daemon and in a registry copy.
 
 mod support;
 
@@ -163,6 +164,74 @@ fn a_program_whose_library_a_later_layer_removed_cannot_start() {
             "{w}"
         );
     }
+}
+
+/// bookworm amd64 with libtinfo moved to /opt/tinfo, a folder the loader searches only
+/// because the real `ldconfig` listed it in `/etc/ld.so.cache`: clean with that cache,
+/// `missing-library` without it.
+#[test]
+fn a_library_only_ld_so_cache_lists_is_found() {
+    let (Some(root), Some(base)) = (
+        rootfs("bookworm", "amd64"),
+        rootfs_layer("bookworm", "amd64"),
+    ) else {
+        return;
+    };
+    let Some(ldconfig) = require(
+        "ldconfig",
+        ["/sbin/ldconfig", "/usr/sbin/ldconfig"]
+            .map(PathBuf::from)
+            .into_iter()
+            .find(|p| p.is_file()),
+    ) else {
+        return;
+    };
+    let project = Project::new();
+    let tinfo = std::fs::read(root.join("usr/lib/x86_64-linux-gnu/libtinfo.so.6")).unwrap();
+    let cache_root = project.path().join("cache-root");
+    std::fs::create_dir_all(cache_root.join("opt/tinfo")).unwrap();
+    std::fs::create_dir_all(cache_root.join("etc")).unwrap();
+    std::fs::write(cache_root.join("opt/tinfo/libtinfo.so.6"), &tinfo).unwrap();
+    std::fs::write(cache_root.join("etc/ld.so.conf"), "/opt/tinfo\n").unwrap();
+    run_ok(Command::new(ldconfig).args([
+        "-X",
+        "-C",
+        "/etc/ld.so.cache",
+        "-f",
+        "/etc/ld.so.conf",
+        "-r",
+        cache_root.to_str().unwrap(),
+    ]));
+    let cache = std::fs::read(cache_root.join("etc/ld.so.cache")).unwrap();
+    let moved: [(&str, Option<&[u8]>); 3] = [
+        ("usr/lib/x86_64-linux-gnu/.wh.libtinfo.so.6", None),
+        ("usr/lib/x86_64-linux-gnu/.wh.libtinfo.so.6.4", None),
+        ("opt/tinfo/libtinfo.so.6", Some(&tinfo)),
+    ];
+    let without = small_layer(project.path(), "moved.tar", &moved);
+    let mut with_cache = moved.to_vec();
+    with_cache.push(("etc/ld.so.cache", Some(&cache)));
+    let with = small_layer(project.path(), "cached.tar", &with_cache);
+    let dir = project.path().join("cache");
+    layout(
+        &dir,
+        "c",
+        &[("linux/amd64", "/bin/bash", vec![base.clone(), without])],
+    );
+    let out = project.archbuild(&["check", &format!("oci:{}:c", dir.display()), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        findings(&out)
+            .iter()
+            .all(|f| f["kind"] == "missing-library"),
+        "{}",
+        describe(&out)
+    );
+    let dir = project.path().join("cached");
+    layout(&dir, "c", &[("linux/amd64", "/bin/bash", vec![base, with])]);
+    let out = project.archbuild(&["check", &format!("oci:{}:c", dir.display()), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(findings(&out), Vec::<Value>::new());
 }
 
 /// trixie's bash copied onto bookworm: in the layout, in the daemon and in a registry.

@@ -185,7 +185,7 @@ impl Ctx<'_> {
                 Finding::error(FindingKind::MissingInterpreter, format!("{role} {shown} nests #! interpreters deeper than Linux follows ({MAX_SCRIPT_DEPTH})"))
                     .with_path(path),
             ),
-            Content::Other | Content::LoaderConfig(_) => self.push(
+            Content::Other | Content::LoaderConfig(_) | Content::LoaderCache(_) => self.push(
                 Finding::error(kind, format!("{role} {shown} is neither an ELF program nor a #! script: exec fails with 'exec format error'")).with_path(path),
             ),
         }

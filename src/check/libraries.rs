@@ -4,16 +4,21 @@
 //! GNU symbol versions each object needs checked against the library the loader would pick
 //! (`elf/dl-version.c`). Pure: the image's filesystem and config in, findings out.
 //!
-//! glibc's order: an object's `DT_RPATH` (when it has no `DT_RUNPATH`) and the program's,
-//! `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache (`ldconfig` builds it from
-//! `/etc/ld.so.conf` and its includes), then the default folders. musl's: `LD_LIBRARY_PATH`,
-//! the object's run path, then `/etc/ld-musl-ARCH.path` or its default. In every folder a
+//! glibc's order: an object's `DT_RPATH` (when it has no `DT_RUNPATH`) and that of each
+//! object up its chain of loaders to the program (each `$ORIGIN` its own folder),
+//! `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache (`/etc/ld.so.cache`, each path
+//! it lists for the name with the platform's flags; and the folders `ldconfig` builds it
+//! from, `/etc/ld.so.conf` and its includes), then the default folders. musl's:
+//! `LD_LIBRARY_PATH`, the run path of the object and of each object up its chain, then
+//! `/etc/ld-musl-ARCH.path` or its default. Each loaded object remembers the one whose need
+//! brought it in (objects are loaded breadth first, as both loaders do), which gives the
+//! chain; lookups are cached by name and the folders searched. In every folder a
 //! file of another class or machine is skipped, as the loaders do. Anything not known (a
 //! `$LIB` token, a table the walker did not read) makes the result unknown, never a finding.
 
 use std::collections::{HashMap, HashSet};
 
-use super::loader_paths::{self, SearchPaths};
+use super::loader_paths::{self, Loader, Place, SearchPaths};
 use crate::elf::dynamic::Dynamic;
 use crate::elf::{ElfInfo, ElfReport};
 use crate::finding::{Finding, FindingKind};
@@ -24,11 +29,13 @@ use crate::platform::{ElfIdentity, Platform};
 /// The most objects one program loads that are followed (real programs load tens).
 const MAX_OBJECTS: usize = 1024;
 
-/// One loaded object: where it is, the names it answers to, what it needs.
+/// One loaded object: where it is, the names it answers to, what it needs, and which
+/// loaded object's need brought it in (glibc's `l_loader`, musl's `needed_by`).
 struct Loaded<'a> {
     path: String,
     names: Vec<String>,
     dynamic: Option<&'a Dynamic>,
+    loader: Option<usize>,
 }
 
 /// What one `DT_NEEDED` name resolves to from one object.
@@ -43,8 +50,10 @@ enum Found {
 pub struct Libraries<'a> {
     fs: &'a Filesystem,
     paths: SearchPaths,
-    /// (requesting object, name, the program's `DT_RPATH`) → what the search found.
-    lookups: HashMap<(String, String, Option<String>), Found>,
+    /// (name, the places searched in order, whether that list is complete) → what the
+    /// search found: all the result depends on, whichever object and chain of loaders the
+    /// places came from.
+    lookups: HashMap<(String, Vec<Place>, bool), Found>,
 }
 
 impl<'a> Libraries<'a> {
@@ -77,9 +86,11 @@ impl<'a> Libraries<'a> {
                 path: path.to_string(),
                 names: Vec::new(),
                 dynamic: Some(dynamic),
+                loader: None,
             },
             Loaded {
                 names: vec![file_name(interp).to_string()],
+                loader: Some(0),
                 ..loader
             },
         ];
@@ -94,11 +105,12 @@ impl<'a> Libraries<'a> {
                 continue;
             };
             let from = loaded[next].path.clone();
+            let chain = chain(&loaded, next);
             for name in &object.needed {
                 if loaded.iter().any(|l| l.names.contains(name)) {
                     continue;
                 }
-                match self.find(name, &from, object, dynamic, musl, &info.identity) {
+                match self.find(name, &chain, musl, &info.identity) {
                     Found::At(lib) => {
                         if let Some(l) = loaded.iter_mut().find(|l| l.path == lib) {
                             l.names.push(name.clone());
@@ -108,7 +120,9 @@ impl<'a> Libraries<'a> {
                             path: lib,
                             names: Vec::new(),
                             dynamic: None,
+                            loader: None,
                         });
+                        object.loader = Some(next);
                         object.names.push(name.clone());
                         object
                             .names
@@ -142,25 +156,25 @@ impl<'a> Libraries<'a> {
             path: r.path.clone(),
             names: Vec::new(),
             dynamic: info.dynamic.as_deref(),
+            loader: None,
         })
     }
 
-    /// Searches `name`, needed by the object at `from`, in the loader's order.
+    /// Searches `name`, needed by the last object of `chain` (the program first), in the
+    /// loader's order.
     fn find(
         &mut self,
         name: &str,
-        from: &str,
-        object: &Dynamic,
-        program: &Dynamic,
+        chain: &[Loader<'_>],
         musl: bool,
         identity: &ElfIdentity,
     ) -> Found {
-        let key = (from.to_string(), name.to_string(), program.rpath.clone());
+        let (dirs, complete) = self.paths.order(chain, musl);
+        let key = (name.to_string(), dirs, complete);
         if let Some(found) = self.lookups.get(&key) {
             return found.clone();
         }
-        let origin = parent(from);
-        let (dirs, complete) = self.paths.order(object, program, origin, musl);
+        let dirs = &key.1;
         let found = if name.contains('/') {
             let path = if name.starts_with('/') {
                 name.to_string()
@@ -171,10 +185,20 @@ impl<'a> Libraries<'a> {
                 .unwrap_or(Found::Missing(vec![path]))
         } else {
             dirs.iter()
-                .find_map(|dir| self.candidate(&format!("{dir}/{name}"), identity))
+                .find_map(|place| match place {
+                    Place::Dir(dir) => self.candidate(&format!("{dir}/{name}"), identity),
+                    Place::Cache => self
+                        .paths
+                        .cache
+                        .as_ref()
+                        .and_then(|c| c.get(name))
+                        .into_iter()
+                        .flatten()
+                        .find_map(|path| self.candidate(path, identity)),
+                })
                 .unwrap_or_else(|| {
                     if complete {
-                        Found::Missing(dirs.clone())
+                        Found::Missing(dirs.iter().map(Place::to_string).collect())
                     } else {
                         Found::Unknown
                     }
@@ -198,6 +222,25 @@ impl<'a> Libraries<'a> {
             _ => None,
         }
     }
+}
+
+/// The objects from the program down to `loaded[index]`, each the loader of the next, with
+/// their folders (`$ORIGIN`); cut at `MAX_OBJECTS` links, as a guard.
+fn chain<'a>(loaded: &[Loaded<'a>], index: usize) -> Vec<Loader<'a>> {
+    let mut chain = Vec::new();
+    let mut at = Some(index);
+    while let Some(i) = at.filter(|_| chain.len() < MAX_OBJECTS) {
+        let l = &loaded[i];
+        if let Some(dynamic) = l.dynamic {
+            chain.push(Loader {
+                dynamic,
+                origin: parent(&l.path).to_string(),
+            });
+        }
+        at = l.loader;
+    }
+    chain.reverse();
+    chain
 }
 
 /// glibc's `elf_machine_matches_host` and class check: same machine, class and byte order.

@@ -315,3 +315,199 @@ fn musl_programs_search_the_musl_path_file() {
     with_path.push(("etc/ld-musl-x86_64.path", path_file));
     assert_eq!(run_on(&with_path, &[], &[], "/app"), vec![]);
 }
+
+/// A library with its own run paths.
+fn library_with(
+    soname: &str,
+    needed: &[&str],
+    rpath: Option<&str>,
+    runpath: Option<&str>,
+) -> Vec<u8> {
+    object(
+        ElfClass::Elf64,
+        3,
+        None,
+        DynSpec {
+            rpath: rpath.map(String::from),
+            runpath: runpath.map(String::from),
+            ..dynspec(Some(soname), needed, &[])
+        },
+    )
+}
+
+/// app → /usr/lib/liba.so.1 (`DT_RPATH` `$ORIGIN/../../opt/a`, `DT_RUNPATH` `a_runpath`) →
+/// libb.so.2 (in the multiarch folder, `DT_RUNPATH` `libb_runpath`) → libz.so.1, only in
+/// /opt/a.
+fn chain_files(
+    interp: &str,
+    a_runpath: Option<&str>,
+    libb_runpath: Option<&str>,
+) -> Vec<(&'static str, Vec<u8>)> {
+    let app = object(
+        ElfClass::Elf64,
+        3,
+        Some(interp),
+        needs(&["liba.so.1", "libc.so.6"]),
+    );
+    vec![
+        ("app", app),
+        (
+            "usr/lib/liba.so.1",
+            library_with(
+                "liba.so.1",
+                &["libb.so.2"],
+                Some("$ORIGIN/../../opt/a"),
+                a_runpath,
+            ),
+        ),
+        (
+            "usr/lib/x86_64-linux-gnu/libb.so.2",
+            library_with("libb.so.2", &["libz.so.1"], None, libb_runpath),
+        ),
+        ("opt/a/libz.so.1", library("libz.so.1", &[], &[])),
+    ]
+}
+
+fn run_chain(files: &[(&str, Vec<u8>)]) -> Vec<Finding> {
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (*p, &b[..])).collect();
+    run_on(&files, &[], &[], "/app")
+}
+
+#[test]
+fn glibc_searches_the_rpath_of_every_loader_up_the_chain() {
+    // libz.so.1 is found through liba's DT_RPATH, its $ORIGIN liba's folder (libb's would
+    // give /usr/opt/a).
+    assert_eq!(run_chain(&chain_files(LOADER, None, None)), vec![]);
+    // An object with a DT_RUNPATH takes no DT_RPATH, its own or its loaders'.
+    let f = run_chain(&chain_files(LOADER, None, Some("/nowhere")));
+    assert_eq!(
+        summary(&f),
+        [(FindingKind::MissingLibrary, Severity::Error, "/app".into())]
+    );
+    assert!(
+        f[0].message
+            .contains("libz.so.1 (needed by /usr/lib/x86_64-linux-gnu/libb.so.2)"),
+        "{}",
+        f[0].message
+    );
+    assert!(!f[0].message.contains("/opt/a"), "{}", f[0].message);
+    // A loader with a DT_RUNPATH has its DT_RPATH ignored.
+    let f = run_chain(&chain_files(LOADER, Some("/nowhere"), None));
+    assert_eq!(f.len(), 1, "{f:#?}");
+}
+
+#[test]
+fn musl_searches_the_run_path_of_every_object_up_the_chain() {
+    let musl = "/lib/ld-musl-x86_64.so.1";
+    let mut files = chain_files(musl, None, Some("/nowhere"));
+    files.push((
+        "lib/ld-musl-x86_64.so.1",
+        library("libc.musl-x86_64.so.1", &[], &[]),
+    ));
+    files.push(("lib/libc.so.6", library("libc.so.6", &[], &[])));
+    files.push((
+        "etc/ld-musl-x86_64.path",
+        b"/lib\n/usr/lib\n/usr/lib/x86_64-linux-gnu\n".to_vec(),
+    ));
+    // musl takes a DT_RUNPATH as it takes a DT_RPATH, and walks up `needed_by` past it.
+    assert_eq!(run_chain(&files), vec![]);
+    let mut without = files.clone();
+    without.retain(|(p, _)| *p != "usr/lib/liba.so.1");
+    without.push((
+        "usr/lib/liba.so.1",
+        library_with("liba.so.1", &["libb.so.2"], None, None),
+    ));
+    assert_eq!(run_chain(&without).len(), 1);
+}
+
+#[test]
+fn a_library_reached_through_different_chains_is_searched_for_each() {
+    let mut files = chain_files(LOADER, None, None);
+    // /usr/bin/tool loads libb.so.2 itself: no liba in its chain, no /opt/a.
+    files.push(("usr/bin/tool", program(needs(&["libb.so.2", "libc.so.6"]))));
+    files.push(("usr/bin/atool", program(needs(&["liba.so.1", "libc.so.6"]))));
+    let f = run_chain(&files);
+    assert_eq!(
+        summary(&f),
+        [(
+            FindingKind::MissingLibrary,
+            Severity::Warning,
+            "/usr/bin/tool".into()
+        )]
+    );
+}
+
+/// A cache made by glibc's ldconfig: libodd.so.1 → /opt/odd/lib/libodd.so.1 and
+/// libeven.so.2 → /usr/lib/x86_64-linux-gnu/libeven.so.2, x86-64 libc6 (see `ld_cache`).
+const LD_SO_CACHE: &[u8] = include_bytes!("fixtures/ld.so.cache.new");
+
+#[test]
+fn a_library_listed_in_ld_so_cache_is_found_in_a_folder_searched_nowhere_else() {
+    let app = program(needs(&["libodd.so.1", "libc.so.6"]));
+    let odd = library("libodd.so.1", &[], &[]);
+    let files: Vec<(&str, &[u8])> = vec![("app", &app), ("opt/odd/lib/libodd.so.1", &odd)];
+    let without = run_on(&files, &[], &[], "/app");
+    assert_eq!(without.len(), 1, "{without:#?}");
+    assert!(
+        !without[0].message.contains("/etc/ld.so.cache"),
+        "{}",
+        without[0].message
+    );
+    let mut with = files.clone();
+    with.push(("etc/ld.so.cache", LD_SO_CACHE));
+    assert_eq!(run_on(&with, &[], &[], "/app"), vec![]);
+    // The path the cache gives must still hold a library of the program's class.
+    let odd32 = object(
+        ElfClass::Elf32,
+        3,
+        None,
+        dynspec(Some("libodd.so.1"), &[], &[]),
+    );
+    let wrong: Vec<(&str, &[u8])> = vec![
+        ("app", &app),
+        ("opt/odd/lib/libodd.so.1", &odd32),
+        ("etc/ld.so.cache", LD_SO_CACHE),
+    ];
+    let f = run_on(&wrong, &[], &[], "/app");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert!(
+        f[0].message
+            .contains("/etc/ld.so.cache, /lib/x86_64-linux-gnu"),
+        "{}",
+        f[0].message
+    );
+    // A cache that is not one: ignored, as the loader ignores it.
+    let garbage: Vec<(&str, &[u8])> = vec![
+        ("app", &app),
+        ("opt/odd/lib/libodd.so.1", &odd),
+        ("etc/ld.so.cache", &LD_SO_CACHE[..60]),
+    ];
+    assert_eq!(run_on(&garbage, &[], &[], "/app").len(), 1);
+}
+
+#[test]
+fn the_cache_comes_before_the_default_folders() {
+    let app = program(DynSpec {
+        version_needs: vec![("libodd.so.1".into(), vec![("ODD_2".into(), false)])],
+        ..needs(&["libodd.so.1", "libc.so.6"])
+    });
+    let new = library("libodd.so.1", &[], &["ODD_1", "ODD_2"]);
+    let old = library("libodd.so.1", &[], &["ODD_1"]);
+    let files: Vec<(&str, &[u8])> = vec![
+        ("app", &app),
+        ("opt/odd/lib/libodd.so.1", &new),
+        ("usr/lib/libodd.so.1", &old),
+    ];
+    let f = run_on(&files, &[], &[], "/app");
+    assert_eq!(
+        summary(&f),
+        [(
+            FindingKind::LibraryVersionMissing,
+            Severity::Error,
+            "/app".into()
+        )]
+    );
+    let mut with = files.clone();
+    with.push(("etc/ld.so.cache", LD_SO_CACHE));
+    assert_eq!(run_on(&with, &[], &[], "/app"), vec![]);
+}

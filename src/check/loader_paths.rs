@@ -1,12 +1,15 @@
 //! Where the dynamic loaders look for libraries in one image: `LD_LIBRARY_PATH` from the
 //! config's `Env`, glibc's `/etc/ld.so.conf` with its `include` globs (what `ldconfig` puts
-//! in the cache, ldconfig(8)), the loaders' default folders (glibc's system search path,
-//! multiarch folders included, as `ld.so --help` lists them; musl's
-//! `/etc/ld-musl-ARCH.path` or `/lib:/usr/local/lib:/usr/lib`), and the order in which one
-//! object's `DT_RPATH`/`DT_RUNPATH` (with `$ORIGIN`) come among them. Pure.
+//! in the cache, ldconfig(8)), glibc's loader cache `/etc/ld.so.cache` itself (soname →
+//! path, read by [`super::ld_cache`]), the loaders' default folders (glibc's system search
+//! path, multiarch folders included, as `ld.so --help` lists them; musl's
+//! `/etc/ld-musl-ARCH.path` or `/lib:/usr/local/lib:/usr/lib`), and the order in which the
+//! `DT_RPATH`/`DT_RUNPATH` (with `$ORIGIN`) of an object and of the objects that loaded it
+//! (its chain of loaders up to the program) come among them. Pure.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::ld_cache;
 use crate::elf::dynamic::Dynamic;
 use crate::layers::{parent, Content, Filesystem, NodeKind};
 use crate::oci::ImageConfig;
@@ -23,6 +26,9 @@ pub struct SearchPaths {
     pub env: Vec<Option<String>>,
     /// Folders of `/etc/ld.so.conf` and its includes, in order.
     pub conf: Vec<String>,
+    /// glibc's loader cache, when the image has one: soname → the paths listed for it with
+    /// flags the platform's loader takes, those for no special CPU (`hwcap` 0) first.
+    pub cache: Option<HashMap<String, Vec<String>>>,
     /// glibc's default folders for the platform.
     pub glibc_defaults: Vec<String>,
     /// musl's folders (its path file, or its default).
@@ -69,43 +75,120 @@ pub fn search_paths(fs: &Filesystem, config: &ImageConfig, platform: &Platform) 
     SearchPaths {
         env,
         conf,
+        cache: loader_cache(fs, platform),
         glibc_defaults: glibc_defaults(platform),
         musl,
     }
 }
 
+/// The entries of the image's `/etc/ld.so.cache` the platform's loader takes, by soname.
+fn loader_cache(fs: &Filesystem, platform: &Platform) -> Option<HashMap<String, Vec<String>>> {
+    let identity = platform.elf_identity()?;
+    let r = fs.resolve(crate::layers::LOADER_CACHE, true).ok()?;
+    let NodeKind::File(file) = &r.node.kind else {
+        return None;
+    };
+    let Content::LoaderCache(bytes) = &file.content else {
+        return None;
+    };
+    let mut entries: Vec<ld_cache::Entry> = ld_cache::parse(bytes, identity.endian)
+        .into_iter()
+        .filter(|e| ld_cache::accepts(e.flags, &identity))
+        .collect();
+    entries.sort_by_key(|e| e.hwcap != 0);
+    let mut cache: HashMap<String, Vec<String>> = HashMap::new();
+    for e in entries {
+        let paths = cache.entry(e.soname).or_default();
+        if !paths.contains(&e.path) {
+            paths.push(e.path);
+        }
+    }
+    Some(cache)
+}
+
+/// One place the loader looks for a library: a folder, or glibc's loader cache.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Place {
+    Dir(String),
+    Cache,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Dir(d) => f.write_str(d),
+            Place::Cache => f.write_str(crate::layers::LOADER_CACHE),
+        }
+    }
+}
+
+/// One object in the chain that loads a library: its dynamic section and its folder, which
+/// `$ORIGIN` in its own run paths stands for.
+#[derive(Clone)]
+pub struct Loader<'a> {
+    pub dynamic: &'a Dynamic,
+    pub origin: String,
+}
+
 impl SearchPaths {
-    /// The folders searched, in order, for a library `object` needs (`program` is the
-    /// program that loads it, `origin` the object's folder for `$ORIGIN`), and whether the
-    /// list is complete (no element the loader would expand in a way not known here).
-    pub fn order(
-        &self,
-        object: &Dynamic,
-        program: &Dynamic,
-        origin: &str,
-        musl: bool,
-    ) -> (Vec<String>, bool) {
-        let mut dirs: Vec<Option<String>> = Vec::new();
-        let expand = |path: Option<&String>, dirs: &mut Vec<Option<String>>| {
+    /// The places searched, in order, for a library needed by the last object of `chain`
+    /// (the objects from the program down to that one, each loaded by the one before: its
+    /// loaders), and whether the list is complete (no element the loader would expand in a
+    /// way not known here).
+    ///
+    /// glibc (`_dl_map_object`, `elf/dl-load.c`): when the object has no `DT_RUNPATH`, the
+    /// `DT_RPATH` of the object, then of the object that loaded it (`l_loader`), and on up
+    /// to the program (an object with a `DT_RUNPATH` has its `DT_RPATH` ignored,
+    /// `elf/get-dynamic-info.h`), each `$ORIGIN` that object's own folder; then
+    /// `LD_LIBRARY_PATH`, the object's `DT_RUNPATH`, the cache (when the image has one;
+    /// then the `ld.so.conf` folders, which stand for a cache not built or out of date) and
+    /// the default folders.
+    /// musl (`load_library`, `ldso/dynlink.c`): `LD_LIBRARY_PATH`, then the run path of the
+    /// object and of each object up its `needed_by` chain (`DT_RUNPATH`, else `DT_RPATH`,
+    /// `decode_dyn`), then its path file or default.
+    pub fn order(&self, chain: &[Loader<'_>], musl: bool) -> (Vec<Place>, bool) {
+        let mut dirs: Vec<Option<Place>> = Vec::new();
+        let expand = |path: Option<&String>, origin: &str, dirs: &mut Vec<Option<Place>>| {
             if let Some(p) = path {
-                dirs.extend(p.split(':').map(|d| expand_origin(d, origin)));
+                dirs.extend(
+                    p.split(':')
+                        .map(|d| expand_origin(d, origin).map(Place::Dir)),
+                );
             }
         };
+        let object = chain.last();
         if musl {
-            dirs.extend(self.env.iter().cloned());
-            expand(object.runpath.as_ref().or(object.rpath.as_ref()), &mut dirs);
-            dirs.extend(self.musl.iter().cloned().map(Some));
+            dirs.extend(self.env.iter().map(|d| d.clone().map(Place::Dir)));
+            for l in chain.iter().rev() {
+                let d = l.dynamic;
+                expand(
+                    d.runpath.as_ref().or(d.rpath.as_ref()),
+                    &l.origin,
+                    &mut dirs,
+                );
+            }
+            dirs.extend(self.musl.iter().map(|d| Some(Place::Dir(d.clone()))));
         } else {
-            if object.runpath.is_none() {
-                expand(object.rpath.as_ref(), &mut dirs);
-                if program.runpath.is_none() && !std::ptr::eq(object, program) {
-                    expand(program.rpath.as_ref(), &mut dirs);
+            if object.is_none_or(|o| o.dynamic.runpath.is_none()) {
+                for l in chain.iter().rev() {
+                    if l.dynamic.runpath.is_none() {
+                        expand(l.dynamic.rpath.as_ref(), &l.origin, &mut dirs);
+                    }
                 }
             }
-            dirs.extend(self.env.iter().cloned());
-            expand(object.runpath.as_ref(), &mut dirs);
-            dirs.extend(self.conf.iter().cloned().map(Some));
-            dirs.extend(self.glibc_defaults.iter().cloned().map(Some));
+            dirs.extend(self.env.iter().map(|d| d.clone().map(Place::Dir)));
+            if let Some(o) = object {
+                expand(o.dynamic.runpath.as_ref(), &o.origin, &mut dirs);
+            }
+            if self.cache.is_some() {
+                dirs.push(Some(Place::Cache));
+            }
+            dirs.extend(self.conf.iter().map(|d| Some(Place::Dir(d.clone()))));
+            dirs.extend(
+                self.glibc_defaults
+                    .iter()
+                    .map(|d| Some(Place::Dir(d.clone()))),
+            );
         }
         let complete = dirs.iter().all(Option::is_some);
         let mut unique = Vec::new();

@@ -19,6 +19,7 @@ use crate::store::{RawManifest, Store};
 
 pub mod cache;
 mod entrypoint;
+mod ld_cache;
 mod libraries;
 mod loader_paths;
 mod program;

@@ -333,6 +333,7 @@ pub fn describe(node: &Node) -> String {
             Content::Script(s) => format!("a script for {}", s.interpreter),
             Content::Other => "a regular file".into(),
             Content::LoaderConfig(_) => "the loader's configuration".into(),
+            Content::LoaderCache(_) => "the loader's cache".into(),
         },
         NodeKind::Dir { .. } => "a folder".into(),
         NodeKind::Symlink { target } => format!("a symlink to {target}"),

@@ -3,7 +3,8 @@
 //! applied (`Filesystem::merge`), with symlink resolution inside the image.
 //!
 //! Memory stays bounded: a layer is summarised as paths, types, sizes and the ELF report or
-//! `#!` line of each regular file; file contents are never kept.
+//! `#!` line of each regular file; file contents are never kept, but for the dynamic
+//! loaders' configuration files and glibc's loader cache, each bounded in size.
 
 use crate::elf::ElfReport;
 
@@ -78,11 +79,20 @@ pub enum Content {
     /// A dynamic loader's configuration (`/etc/ld.so.conf` and its folder,
     /// `/etc/ld-musl-ARCH.path`), kept whole up to [`LOADER_CONFIG_LEN`] bytes.
     LoaderConfig(String),
+    /// glibc's loader cache, `/etc/ld.so.cache` (built by `ldconfig`), its bytes kept up to
+    /// [`LOADER_CACHE_LEN`].
+    LoaderCache(Vec<u8>),
     Other,
 }
 
 /// The most of a loader configuration file that is kept; real ones are a few lines.
 pub const LOADER_CONFIG_LEN: u64 = 64 * 1024;
+/// The most of the loader cache that is kept: a few thousand libraries take some hundred
+/// KiB; what lies beyond is read as missing.
+pub const LOADER_CACHE_LEN: u64 = 4 << 20;
+
+/// The file glibc's loader reads its cache from (`LD_SO_CACHE`).
+pub const LOADER_CACHE: &str = "/etc/ld.so.cache";
 
 /// Whether the loaders read the file at `path` as their configuration: glibc's
 /// `/etc/ld.so.conf` with its customary `/etc/ld.so.conf.d/*.conf`, and musl's

@@ -1,6 +1,7 @@
 //! One streaming pass over a layer: detect the compression from the first bytes, walk the
 //! tar, and summarise each entry. File contents are read only as far as the ELF prefix or
-//! the `#!` line; the rest is skipped as the stream passes, or, for an uncompressed layer
+//! the `#!` line (the loaders' configuration files and glibc's loader cache whole, up to a
+//! bound); the rest is skipped as the stream passes, or, for an uncompressed layer
 //! read from a file (`scan_seekable`), seeked over without being read.
 //!
 //! The walk is bounded whatever the layer says (the limits and their account are in
@@ -15,7 +16,7 @@ use std::rc::Rc;
 use tar::EntryType;
 
 use super::bounds::{Hit, Meter, Metered};
-use super::sniff::{loader_config, sniff};
+use super::sniff::{loader_cache, loader_config, sniff};
 use super::{
     normalize, Entry, EntryKind, FileInfo, LayerSummary, Limits, UnsafeEntry, MAX_HEADER_BYTES,
 };
@@ -290,6 +291,8 @@ fn summarise_entry<R: Read>(
                     .map_err(|e| WalkError::Io(e, last.clone()))?;
                 let content = if super::is_loader_config(&path) {
                     loader_config(entry, size, buf)
+                } else if path == super::LOADER_CACHE {
+                    loader_cache(entry, size, buf)
                 } else {
                     sniff(entry, size, buf)
                 }

@@ -1,10 +1,11 @@
 //! What a regular file's bytes say, read forward from a tar entry: the ELF reader's prefix
 //! and, for loadable ELF files, the ranges beyond it (dynamic section, Go build information,
-//! ARM attributes) in one pass; a `#!` line; a loader configuration file's text.
+//! ARM attributes) in one pass; a `#!` line; a loader configuration file's text; the loader
+//! cache's bytes.
 
 use std::io::{self, Read};
 
-use super::{parse_shebang, Content, LOADER_CONFIG_LEN};
+use super::{parse_shebang, Content, LOADER_CACHE_LEN, LOADER_CONFIG_LEN};
 use crate::elf;
 use crate::platform::EM_ARM;
 
@@ -51,6 +52,17 @@ pub(super) fn loader_config(
     Ok(Content::LoaderConfig(
         String::from_utf8_lossy(buf).into_owned(),
     ))
+}
+
+/// The loader cache's bytes, up to [`LOADER_CACHE_LEN`].
+pub(super) fn loader_cache(
+    entry: &mut impl Read,
+    size: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<Content> {
+    buf.clear();
+    entry.take(size.min(LOADER_CACHE_LEN)).read_to_end(buf)?;
+    Ok(Content::LoaderCache(buf.clone()))
 }
 
 /// Reads the parts of a loadable ELF file (whose first `buf` bytes were read) beyond the

@@ -593,3 +593,27 @@ fn pax_global_headers_describe_the_archive_not_a_file() {
     let paths: Vec<_> = s.entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["/app"]);
 }
+
+#[test]
+fn the_loader_cache_is_kept_whole_up_to_its_bound_and_other_files_are_not() {
+    let big = vec![7u8; LOADER_CACHE_LEN as usize + 100];
+    let s = layer(&[
+        ("etc/ld.so.cache", T::File(b"glibc-ld.so.cache1.1")),
+        ("./etc/ld.so.cache", T::File(&big)),
+        ("etc/ld.so.cache.old", T::File(b"glibc-ld.so.cache1.1")),
+    ]);
+    let contents: Vec<&Content> = s
+        .entries
+        .iter()
+        .map(|e| match &e.kind {
+            EntryKind::File(f) => &f.content,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        contents[0],
+        &Content::LoaderCache(b"glibc-ld.so.cache1.1".to_vec())
+    );
+    assert!(matches!(contents[1], Content::LoaderCache(b) if b.len() as u64 == LOADER_CACHE_LEN));
+    assert_eq!(contents[2], &Content::Other);
+}
