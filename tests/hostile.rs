@@ -245,6 +245,21 @@ fn indexes_that_list_themselves_nest_too_deep_or_fan_out_are_refused_in_a_layout
     c.layout(&project.path().join("wide"), &top, "t");
     refused("wide", &check("wide"), &["more than 4096 manifests"]);
 
+    // A platform of 3 MB (an architecture no one has): no work or memory in proportion to
+    // its length times anything.
+    let mut c = Crafted::default();
+    let mut image = c.image();
+    image["platform"]["architecture"] = json!("a".repeat(3 << 20));
+    let top = c.index(vec![image]);
+    c.layout(&project.path().join("long"), &top, "t");
+    let started = std::time::Instant::now();
+    let out = archbuild_bounded(&project, &["check", "oci:long:t", "--json"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{took:?} {}", describe(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["findings"][0]["kind"], "config-platform-mismatch");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+
     // The same child listed 20,000 times under one platform is read once.
     let mut c = Crafted::default();
     let image = c.image();
