@@ -356,11 +356,17 @@ fn indexes_nesting_too_deep_or_fanning_out_are_refused_in_a_registry() {
     let mut c = Crafted::default();
     c.fan_out(4097);
     c.push(&registry, "hostile/wide", "1");
-    let out = archbuild_bounded(
-        &project,
-        &["check", &format!("{}/hostile/wide:1", registry.addr)],
-    );
+    let wide = format!("{}/hostile/wide:1", registry.addr);
+    let out = archbuild_bounded(&project, &["check", &wide]);
     refused("wide", &out, &["more than 4096 manifests"]);
+    // verify and inspect read an index's children too: refused before any is fetched.
+    for args in [
+        &["verify", &wide, "--platform", "linux/amd64"][..],
+        &["inspect", &wide],
+    ] {
+        let out = archbuild_bounded(&project, args);
+        refused(args[0], &out, &["lists 4097 manifests", "at most 4096"]);
+    }
 }
 
 /// A layout of one image under `t`, and the paths of its manifest, config and layer blobs.
@@ -420,7 +426,7 @@ fn blobs_that_are_devices_fifos_or_symbolic_links_end_in_a_clear_error() {
     let dir = project.path().join("linked");
     image_layout(&dir);
     std::fs::rename(dir.join("blobs/sha256"), project.path().join("elsewhere")).unwrap();
-    symlink(&project.path().join("elsewhere"), &dir.join("blobs/sha256"));
+    symlink(project.path().join("elsewhere"), &dir.join("blobs/sha256"));
     let out = archbuild_bounded(&project, &["check", "oci:linked:t"]);
     refused("linked", &out, &["blobs/sha256 is not a folder"]);
 
