@@ -522,7 +522,7 @@ fn blobs_that_do_not_match_their_digest_or_use_an_unknown_algorithm_are_named() 
 }
 
 #[test]
-fn audit_refuses_an_alias_bomb_with_its_file_and_line_within_limits() {
+fn audit_refuses_an_alias_bomb_and_an_endless_file_within_limits() {
     let project = Project::new();
     // A Pod, then the billion laughs: nine levels of ten aliases, 10^9 strings from 700 bytes.
     let mut text = String::from(
@@ -551,6 +551,15 @@ fn audit_refuses_an_alias_bomb_with_its_file_and_line_within_limits() {
         "{:?}: {err}",
         started.elapsed()
     );
+
+    // A manifest that never ends (a link to /dev/zero, as a checked-out repository can
+    // hold): refused at the limit, not read until memory is gone.
+    symlink("/dev/zero", &project.path().join("zero.yaml"));
+    let out = archbuild_bounded(
+        &project,
+        &["audit", "zero.yaml", "--platform", "linux/amd64"],
+    );
+    refused("zero", &out, &["zero.yaml is larger than 67108864 bytes"]);
 }
 
 /// A Deployment `namespace/name` of one container running `image`, as YAML.
