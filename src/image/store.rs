@@ -2,6 +2,7 @@
 //! chosen platform children → config and layers. Layers are fetched and scanned several at a
 //! time on blocking threads, each blob streamed once and its digest verified as it is read.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::Arc;
 
@@ -126,7 +127,9 @@ async fn fetch_config<S: Store>(store: &S, d: &Descriptor) -> Result<Vec<u8>, Im
     Ok(store::read_small_blob(store, &d.digest, "config blob", MAX_CONFIG_BYTES).await?)
 }
 
-/// Scans the layers, a few at a time (the CPU work runs on blocking threads), in order.
+/// Scans the layers, a few at a time (the CPU work runs on blocking threads), in order. A
+/// layer listed several times is fetched and scanned once (a 4 MiB manifest can list one
+/// layer 20,000 times).
 async fn scan_layers<S: Store>(
     store: &S,
     descs: &[Descriptor],
@@ -134,11 +137,22 @@ async fn scan_layers<S: Store>(
     let parallel = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
-    stream::iter(descs.iter())
+    let mut seen = HashSet::new();
+    let distinct: Vec<&Descriptor> = descs.iter().filter(|d| seen.insert(&d.digest)).collect();
+    let scanned: Vec<Arc<LayerSummary>> = stream::iter(distinct.iter())
         .map(|d| scan_one(store, d))
         .buffered(parallel)
         .try_collect()
-        .await
+        .await?;
+    let by_digest: HashMap<&str, Arc<LayerSummary>> = distinct
+        .iter()
+        .map(|d| d.digest.as_str())
+        .zip(scanned)
+        .collect();
+    Ok(descs
+        .iter()
+        .map(|d| by_digest[d.digest.as_str()].clone())
+        .collect())
 }
 
 async fn scan_one<S: Store>(store: &S, d: &Descriptor) -> Result<Arc<LayerSummary>, ImageError> {
@@ -196,10 +210,11 @@ mod tests {
     use crate::oci::sha256;
     use crate::store::BlobReader;
 
-    /// A layout that counts the manifests fetched from it.
+    /// A layout that counts the manifests and blobs fetched from it.
     struct Counting {
         layout: Layout,
         manifests: AtomicUsize,
+        blobs: AtomicUsize,
     }
 
     impl Store for Counting {
@@ -211,6 +226,7 @@ mod tests {
             self.layout.blob_size(digest).await
         }
         async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
+            self.blobs.fetch_add(1, Ordering::Relaxed);
             self.layout.blob(digest).await
         }
         fn describe(&self) -> String {
@@ -223,18 +239,18 @@ mod tests {
         json!({"digest": sha256(bytes), "size": bytes.len()})
     }
 
-    /// A layout holding an amd64 image (an empty layer), and an index (not stored) listing it
-    /// under `variants` platforms `linux/amd64/VARIANT`.
-    fn fan_out(dir: &std::path::Path, variants: usize) -> (Counting, RawManifest) {
+    /// A layout holding an amd64 image (an empty layer, listed `repeats` times), and an index
+    /// (not stored) listing it under `variants` platforms `linux/amd64/VARIANT`.
+    fn fan_out(dir: &std::path::Path, variants: usize, repeats: usize) -> (Counting, RawManifest) {
         let layout = Layout::create(dir).unwrap();
         let layer = tar::Builder::new(Vec::new()).into_inner().unwrap();
         let config = json!({"architecture": "amd64", "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}});
+            "rootfs": {"type": "layers", "diff_ids": vec![sha256(&layer); repeats]}});
         let mut config = put(&layout, config.to_string().as_bytes());
         config["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
         let mut layer = put(&layout, &layer);
         layer["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar");
-        let manifest = json!({"schemaVersion": 2, "config": config, "layers": [layer],
+        let manifest = json!({"schemaVersion": 2, "config": config, "layers": vec![layer; repeats],
             "mediaType": "application/vnd.oci.image.manifest.v1+json"});
         let mut entry = put(&layout, manifest.to_string().as_bytes());
         entry["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
@@ -255,6 +271,7 @@ mod tests {
         let store = Counting {
             layout,
             manifests: AtomicUsize::new(0),
+            blobs: AtomicUsize::new(0),
         };
         (store, top)
     }
@@ -262,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn a_fan_out_past_the_limit_is_refused_before_any_child_is_fetched() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, top) = fan_out(dir.path(), crate::oci::visits::MAX_MANIFESTS + 1);
+        let (store, top) = fan_out(dir.path(), crate::oci::visits::MAX_MANIFESTS + 1, 1);
         let err = read(&store, top, "wide", None)
             .await
             .unwrap_err()
@@ -270,7 +287,7 @@ mod tests {
         assert!(err.contains("more than 4096 manifests"), "{err}");
         assert_eq!(store.manifests.load(Ordering::Relaxed), 0);
 
-        let (store, top) = fan_out(dir.path(), 3);
+        let (store, top) = fan_out(dir.path(), 3, 1);
         let read = read(&store, top, "three", None).await.unwrap();
         assert_eq!(read.images.len(), 3);
         assert_eq!(store.manifests.load(Ordering::Relaxed), 3);
@@ -282,6 +299,19 @@ mod tests {
         assert_eq!(
             listed,
             ["linux/amd64/x0", "linux/amd64/x1", "linux/amd64/x2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_layer_listed_many_times_is_scanned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, top) = fan_out(dir.path(), 1, 1000);
+        let read = read(&store, top, "repeats", None).await.unwrap();
+        assert_eq!(read.images[0].layers.len(), 1000);
+        assert_eq!(
+            store.blobs.load(Ordering::Relaxed),
+            2,
+            "the config and the layer"
         );
     }
 }
