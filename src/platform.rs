@@ -90,17 +90,20 @@ const KNOWN_OS: &[&str] = &[
 impl Platform {
     /// Builds a platform from parts, normalising them.
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Result<Self, PlatformError> {
-        let given = match variant {
-            Some(v) => format!("{os}/{architecture}/{v}"),
-            None => format!("{os}/{architecture}"),
-        };
+        Platform::known(os, architecture, variant).ok_or_else(|| {
+            unknown(&match variant {
+                Some(v) => format!("{os}/{architecture}/{v}"),
+                None => format!("{os}/{architecture}"),
+            })
+        })
+    }
+
+    /// The normalised platform when archbuild knows the parts, without the error (and its
+    /// suggestion) that [`Platform::new`] builds otherwise.
+    fn known(os: &str, architecture: &str, variant: Option<&str>) -> Option<Self> {
         let os = normalize_os(os);
-        let (architecture, variant) = normalize_arch(&architecture.to_ascii_lowercase(), variant)
-            .ok_or_else(|| unknown(&given))?;
-        if !KNOWN_OS.contains(&os.as_str()) {
-            return Err(unknown(&given));
-        }
-        Ok(Platform {
+        let (architecture, variant) = normalize_arch(&architecture.to_ascii_lowercase(), variant)?;
+        KNOWN_OS.contains(&os.as_str()).then_some(Platform {
             os,
             architecture,
             variant,
@@ -133,7 +136,7 @@ impl Platform {
     /// normalised, others kept as written.
     pub fn from_parts_lenient(os: &str, architecture: &str, variant: Option<&str>) -> Self {
         let variant = variant.filter(|v| !v.is_empty());
-        Platform::new(os, architecture, variant).unwrap_or_else(|_| Platform {
+        Platform::known(os, architecture, variant).unwrap_or_else(|| Platform {
             os: os.to_string(),
             architecture: architecture.to_string(),
             variant: variant.map(str::to_string),
@@ -221,10 +224,15 @@ fn unknown(given: &str) -> PlatformError {
 }
 
 /// The closest known platform to a misspelt one, if any is close enough to be a good guess.
+///
+/// Only known platforms of about its length are compared (the distance is at least the
+/// difference in length), so that a long string (an index's hostile platform, megabytes)
+/// costs nothing: the distance takes time and memory in its length times theirs.
 pub fn suggest(given: &str) -> Option<String> {
     let given = given.to_ascii_lowercase();
     KNOWN_PLATFORMS
         .iter()
+        .filter(|k| k.len().abs_diff(given.len()) <= 3)
         .map(|k| (strsim::damerau_levenshtein(&given, k), *k))
         .filter(|(d, _)| *d <= 3)
         .min_by_key(|(d, _)| *d)

@@ -920,21 +920,6 @@ fn terminal_escapes_in_image_paths_are_shown_escaped() {
     );
 }
 
-/// Runs `archbuild ARGS` under a 2 GiB address-space limit (`ulimit -v`) and a 120 s time
-/// limit (coreutils' `timeout`), as a CI job that must not be taken down by its input.
-fn archbuild_bounded(project: &Project, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -v 2097152 && exec timeout 120 \"$@\"")
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_archbuild"))
-        .args(args)
-        .current_dir(project.path())
-        .env("DOCKER_CONFIG", project.path().join(".docker-config"))
-        .env_remove("DOCKER_HOST");
-    cmd.output().expect("run archbuild under limits")
-}
-
 /// A layer whose first entry is a PAX extension header claiming `claimed` bytes but holding
 /// only `held`, then a regular file.
 fn claiming_pax_layer(claimed: u64, held: usize) -> Vec<u8> {

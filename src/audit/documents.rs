@@ -56,20 +56,46 @@ pub enum DocumentError {
     },
     #[error("{file}:{line}: a List whose items is not a list; expected `items: [...]`")]
     BadList { file: PathBuf, line: usize },
+    #[error("{file} is larger than {limit} bytes; archbuild reads manifest files of at most that (the API server takes objects of at most 3 MiB): split it, or is it the file you meant?")]
+    TooLarge { file: PathBuf, limit: u64 },
 }
+
+/// Manifest files larger than this are refused before they are held in memory (a file, a
+/// link to `/dev/zero` or a pipe that never ends): the API server takes objects of at most
+/// 3 MiB, and a file of many objects is rarely more than a few.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// Reads a manifest file (`-` for standard input).
 pub fn load(path: &Path) -> Result<Vec<Document>, DocumentError> {
     let read = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())
+        read_bounded(std::io::stdin().lock())
     } else {
-        std::fs::read_to_string(path)
+        std::fs::File::open(path).and_then(read_bounded)
     };
-    let text = read.map_err(|error| DocumentError::Read {
+    let unreadable = |error| DocumentError::Read {
         file: path.to_path_buf(),
         error,
+    };
+    let bytes = read.map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(DocumentError::TooLarge {
+            file: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let why = format!("it is not UTF-8 text ({e})");
+        unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
     })?;
     parse(&text, path)
+}
+
+/// At most one byte more than [`MAX_FILE_BYTES`] of `reader`.
+fn read_bounded(reader: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    reader.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Parses a file's text: JSON when it starts with `{` or `[`, else multi-document YAML.

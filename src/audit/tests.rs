@@ -437,3 +437,26 @@ fn dockerfile_bases_skip_heredoc_bodies_and_honour_escape() {
     let got: Vec<_> = bases.iter().map(|b| (b.line, b.image.as_str())).collect();
     assert_eq!(got, [(2, "reg.test/a:1"), (7, "reg.test/b:1")]);
 }
+
+#[test]
+fn manifest_files_past_the_limit_are_refused_without_being_held() {
+    // /dev/zero never ends: it is refused after the limit, not read until memory is gone.
+    let err = documents::load(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/dev/zero is larger than 67108864 bytes"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.yaml");
+    std::fs::write(&ok, "kind: Pod\nmetadata: {name: a}\n").unwrap();
+    assert_eq!(documents::load(&ok).unwrap().len(), 1);
+    let latin1 = dir.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"kind: Pod\nmetadata: {name: caf\xe9}\n").unwrap();
+    let err = documents::load(&latin1).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot read") && err.contains("not UTF-8 text"),
+        "{err}"
+    );
+}

@@ -2,6 +2,7 @@
 //! chosen platform children → config and layers. Layers are fetched and scanned several at a
 //! time on blocking threads, each blob streamed once and its digest verified as it is read.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::Arc;
 
@@ -24,6 +25,11 @@ pub struct StoreImages {
 }
 
 /// Reads every image under `top` (an index or an image manifest) that `wanted` selects.
+///
+/// Every child an index lists is counted ([`Visits`]) before any is fetched, so that an
+/// index fanning out past the limit is refused without a request; children wait as
+/// descriptors and are fetched one at a time, so that at most one manifest is held, not one
+/// per pending child (thousands of 4 MiB manifests would not fit in memory).
 pub async fn read<S: Store>(
     store: &S,
     top: RawManifest,
@@ -31,9 +37,21 @@ pub async fn read<S: Store>(
     wanted: Option<&[Platform]>,
 ) -> Result<StoreImages, ImageError> {
     let mut out = StoreImages::default();
-    let mut pending: Vec<(RawManifest, Option<Platform>, usize)> = vec![(top, None, 0)];
+    let mut pending: Vec<(Descriptor, usize)> = Vec::new();
+    let mut next = Some((top, None, 0));
     let mut visits = Visits::default();
-    while let Some((manifest, listed, depth)) = pending.pop() {
+    loop {
+        let (manifest, listed, depth) = match next.take() {
+            Some(top) => top,
+            None => match pending.pop() {
+                Some((child, depth)) => (
+                    fetch_manifest(store, &child).await?,
+                    child.platform(),
+                    depth,
+                ),
+                None => break,
+            },
+        };
         let doc: Document = serde_json::from_slice(&manifest.bytes).map_err(|e| {
             ImageError::invalid(
                 &store.describe(),
@@ -61,8 +79,7 @@ pub async fn read<S: Store>(
                     .visit(&child.digest, &platform, depth + 1)
                     .map_err(|why| ImageError::invalid(&store.describe(), why))?;
                 if first {
-                    let m = fetch_manifest(store, child).await?;
-                    pending.push((m, child.platform(), depth + 1));
+                    pending.push((child.clone(), depth + 1));
                 }
             }
             continue;
@@ -110,7 +127,9 @@ async fn fetch_config<S: Store>(store: &S, d: &Descriptor) -> Result<Vec<u8>, Im
     Ok(store::read_small_blob(store, &d.digest, "config blob", MAX_CONFIG_BYTES).await?)
 }
 
-/// Scans the layers, a few at a time (the CPU work runs on blocking threads), in order.
+/// Scans the layers, a few at a time (the CPU work runs on blocking threads), in order. A
+/// layer listed several times is fetched and scanned once (a 4 MiB manifest can list one
+/// layer 20,000 times).
 async fn scan_layers<S: Store>(
     store: &S,
     descs: &[Descriptor],
@@ -118,11 +137,22 @@ async fn scan_layers<S: Store>(
     let parallel = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
-    stream::iter(descs.iter())
+    let mut seen = HashSet::new();
+    let distinct: Vec<&Descriptor> = descs.iter().filter(|d| seen.insert(&d.digest)).collect();
+    let scanned: Vec<Arc<LayerSummary>> = stream::iter(distinct.iter())
         .map(|d| scan_one(store, d))
         .buffered(parallel)
         .try_collect()
-        .await
+        .await?;
+    let by_digest: HashMap<&str, Arc<LayerSummary>> = distinct
+        .iter()
+        .map(|d| d.digest.as_str())
+        .zip(scanned)
+        .collect();
+    Ok(descs
+        .iter()
+        .map(|d| by_digest[d.digest.as_str()].clone())
+        .collect())
 }
 
 async fn scan_one<S: Store>(store: &S, d: &Descriptor) -> Result<Arc<LayerSummary>, ImageError> {
@@ -167,4 +197,121 @@ pub fn scan_verified(
         .into());
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::oci::layout::Layout;
+    use crate::oci::sha256;
+    use crate::store::BlobReader;
+
+    /// A layout that counts the manifests and blobs fetched from it.
+    struct Counting {
+        layout: Layout,
+        manifests: AtomicUsize,
+        blobs: AtomicUsize,
+    }
+
+    impl Store for Counting {
+        async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
+            self.manifests.fetch_add(1, Ordering::Relaxed);
+            self.layout.manifest(reference).await
+        }
+        async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
+            self.layout.blob_size(digest).await
+        }
+        async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
+            self.blobs.fetch_add(1, Ordering::Relaxed);
+            self.layout.blob(digest).await
+        }
+        fn describe(&self) -> String {
+            self.layout.describe()
+        }
+    }
+
+    fn put(layout: &Layout, bytes: &[u8]) -> serde_json::Value {
+        layout.put_bytes(&sha256(bytes), bytes).unwrap();
+        json!({"digest": sha256(bytes), "size": bytes.len()})
+    }
+
+    /// A layout holding an amd64 image (an empty layer, listed `repeats` times), and an index
+    /// (not stored) listing it under `variants` platforms `linux/amd64/VARIANT`.
+    fn fan_out(dir: &std::path::Path, variants: usize, repeats: usize) -> (Counting, RawManifest) {
+        let layout = Layout::create(dir).unwrap();
+        let layer = tar::Builder::new(Vec::new()).into_inner().unwrap();
+        let config = json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": vec![sha256(&layer); repeats]}});
+        let mut config = put(&layout, config.to_string().as_bytes());
+        config["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
+        let mut layer = put(&layout, &layer);
+        layer["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar");
+        let manifest = json!({"schemaVersion": 2, "config": config, "layers": vec![layer; repeats],
+            "mediaType": "application/vnd.oci.image.manifest.v1+json"});
+        let mut entry = put(&layout, manifest.to_string().as_bytes());
+        entry["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
+        let entries: Vec<_> = (0..variants)
+            .map(|i| {
+                let mut e = entry.clone();
+                e["platform"] =
+                    json!({"os": "linux", "architecture": "amd64", "variant": format!("x{i}")});
+                e
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "manifests": entries}).to_string();
+        let top = RawManifest {
+            digest: sha256(index.as_bytes()),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            bytes: index.into_bytes(),
+        };
+        let store = Counting {
+            layout,
+            manifests: AtomicUsize::new(0),
+            blobs: AtomicUsize::new(0),
+        };
+        (store, top)
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_past_the_limit_is_refused_before_any_child_is_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, top) = fan_out(dir.path(), crate::oci::visits::MAX_MANIFESTS + 1, 1);
+        let err = read(&store, top, "wide", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 4096 manifests"), "{err}");
+        assert_eq!(store.manifests.load(Ordering::Relaxed), 0);
+
+        let (store, top) = fan_out(dir.path(), 3, 1);
+        let read = read(&store, top, "three", None).await.unwrap();
+        assert_eq!(read.images.len(), 3);
+        assert_eq!(store.manifests.load(Ordering::Relaxed), 3);
+        let listed: Vec<String> = read
+            .images
+            .iter()
+            .map(|i| i.listed_platform.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            listed,
+            ["linux/amd64/x0", "linux/amd64/x1", "linux/amd64/x2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_layer_listed_many_times_is_scanned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, top) = fan_out(dir.path(), 1, 1000);
+        let read = read(&store, top, "repeats", None).await.unwrap();
+        assert_eq!(read.images[0].layers.len(), 1000);
+        assert_eq!(
+            store.blobs.load(Ordering::Relaxed),
+            2,
+            "the config and the layer"
+        );
+    }
 }

@@ -25,19 +25,33 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Opens a layout for reading: the folder must exist and hold `index.json`.
+    /// Opens a layout for reading: the folder must exist and hold `index.json`, a regular
+    /// file (not a symbolic link, a FIFO or a device, which are never read).
     pub fn open(dir: &Path) -> Result<Layout, StoreError> {
         let layout = Layout { dir: dir.into() };
         if !dir.is_dir() {
             return Err(layout.other(format!("{} is not a folder", dir.display())));
         }
-        if !dir.join("index.json").is_file() {
-            return Err(layout.other(format!(
+        let index = dir.join("index.json");
+        match std::fs::symlink_metadata(&index) {
+            Ok(m) if m.is_file() => Ok(layout),
+            Ok(m) => Err(layout.other(format!(
+                "{} is {}, not a regular file; an OCI image layout's index.json is a JSON file, and archbuild reads no other kind",
+                index.display(),
+                if m.is_symlink() {
+                    "a symbolic link"
+                } else if m.is_dir() {
+                    "a folder"
+                } else {
+                    "a device, FIFO or socket"
+                }
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(layout.other(format!(
                 "{} has no index.json: it is not an OCI image layout",
                 dir.display()
-            )));
+            ))),
+            Err(e) => Err(layout.io(e)),
         }
-        Ok(layout)
     }
 
     /// Opens a layout for writing, creating the folder, `oci-layout` and an empty

@@ -68,6 +68,23 @@ async fn open_names_what_is_wrong_and_empty_refs_pick_the_only_entry() {
     assert!(err.contains("missing is not a folder"), "{err}");
     let err = Layout::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("has no index.json"), "{err}");
+    // An index.json that is a link (to a device here) or a FIFO is named as what it is.
+    let index = dir.path().join("index.json");
+    std::os::unix::fs::symlink("/dev/zero", &index).unwrap();
+    let err = Layout::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("index.json is a symbolic link, not a regular file"),
+        "{err}"
+    );
+    std::fs::remove_file(&index).unwrap();
+    let c = std::ffi::CString::new(index.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let err = Layout::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("index.json is a device, FIFO or socket"),
+        "{err}"
+    );
+    std::fs::remove_file(&index).unwrap();
 
     let layout = Layout::create(dir.path()).unwrap();
     let reopened = Layout::open(dir.path()).unwrap();

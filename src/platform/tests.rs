@@ -177,3 +177,21 @@ fn serde_round_trips_normalised() {
     assert!(lenient.is_unknown());
     assert_eq!(lenient.to_string(), "unknown/unknown");
 }
+
+#[test]
+fn platforms_megabytes_long_cost_no_more_than_reading_them() {
+    // An index may name any platform; its suggestion compared a 3 MB architecture with every
+    // known platform, character by character (a check ran for minutes).
+    let long = "a".repeat(4 << 20);
+    let started = std::time::Instant::now();
+    assert_eq!(suggest(&long), None);
+    let kept = Platform::from_parts_lenient("linux", &long, Some("v1"));
+    assert_eq!(kept.architecture.len(), long.len());
+    assert!(Platform::parse(&format!("linux/{long}")).is_err());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(suggest("linux/amd46").as_deref(), Some("linux/amd64"));
+}

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::check::{self, CheckOptions, CheckReport};
@@ -16,9 +17,13 @@ use crate::image::ImageError;
 use crate::oci::config::MAX_CONFIG_BYTES;
 use crate::oci::documents::REFERENCE_DIGEST;
 use crate::oci::media_types as mt;
+use crate::oci::visits::MAX_MANIFESTS;
 use crate::oci::{Descriptor, ImageConfig, ImageManifest, Index};
 use crate::platform::Platform;
 use crate::store::{self, RawManifest, Store, StoreError};
+
+/// How many children of an index are fetched and checked at once.
+const CHILDREN_AT_ONCE: usize = 16;
 
 /// How to verify.
 #[derive(Clone, Debug, Default)]
@@ -118,6 +123,15 @@ async fn verify_structure<S: Store>(
         store: store.describe(),
         detail: format!("{reference}: the index is not valid JSON: {e}"),
     })?;
+    if index.manifests.len() > MAX_MANIFESTS {
+        return Err(StoreError::Other {
+            store: store.describe(),
+            detail: format!(
+                "{reference}: the index lists {} manifests; archbuild verifies at most {MAX_MANIFESTS} under one reference (an index lists one per platform and attestation)",
+                index.manifests.len()
+            ),
+        });
+    }
     let (attestations, entries): (Vec<&Descriptor>, Vec<&Descriptor>) =
         index.manifests.iter().partition(|d| d.is_attestation());
     report.attestations = attestations
@@ -133,10 +147,13 @@ async fn verify_structure<S: Store>(
             report.findings.push(missing(&image, want, &present));
         }
     }
-    let checks = entries
-        .iter()
-        .map(|entry| verify_entry(store, &image, entry));
-    for (child, findings) in futures_util::future::join_all(checks).await {
+    // A few children at a time: each holds its manifest (up to 4 MiB) while it is checked.
+    let checks: Vec<_> = futures_util::stream::iter(&entries)
+        .map(|entry| verify_entry(store, &image, entry))
+        .buffered(CHILDREN_AT_ONCE)
+        .collect()
+        .await;
+    for (child, findings) in checks {
         report.children.extend(child);
         report.findings.extend(findings);
     }

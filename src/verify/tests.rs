@@ -173,3 +173,43 @@ async fn deep_reports_unreadable_layers_as_broken_references() {
     );
     assert!(r.content.is_empty());
 }
+
+#[tokio::test]
+async fn an_index_of_more_manifests_than_the_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    let amd = image(&layout, "linux/amd64", "linux/amd64", IndexFormat::Oci);
+    let entry = serde_json::json!({"mediaType": amd.manifest.media_type,
+        "digest": amd.manifest.digest, "size": amd.manifest.bytes.len()});
+    let entries: Vec<_> = (0..=crate::oci::visits::MAX_MANIFESTS)
+        .map(|i| {
+            let mut e = entry.clone();
+            e["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64",
+                "variant": format!("x{i}")});
+            e
+        })
+        .collect();
+    let bytes = serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": mt::OCI_INDEX, "manifests": entries}),
+    )
+    .unwrap();
+    let index = RawManifest {
+        digest: digest::sha256(&bytes),
+        media_type: mt::OCI_INDEX.into(),
+        bytes,
+    };
+    layout.tag(&["wide".into()], &index).unwrap();
+    let err = verify(
+        &layout,
+        "wide",
+        &[p("linux/amd64")],
+        &VerifyOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("lists 4097 manifests") && err.contains("at most 4096"),
+        "{err}"
+    );
+}

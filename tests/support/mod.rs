@@ -182,6 +182,96 @@ fn http_status(method: &str, addr: &str, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A minimal HTTP/1.1 request on loopback with a body: the status code and the response's
+/// head (status line and headers).
+pub fn http_send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP response: {text}"));
+    (status, head)
+}
+
+/// Uploads a blob to `repo` of a loopback registry (the distribution API's monolithic
+/// upload: `POST …/blobs/uploads/`, then one `PUT` of the bytes with `?digest=`); returns
+/// its `sha256:` digest.
+pub fn push_blob(addr: &str, repo: &str, bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let (status, head) = http_send(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        &[],
+    );
+    assert_eq!(status, 202, "start of an upload of blob {digest}: {head}");
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .unwrap_or_else(|| panic!("no Location: {head}"));
+    let path = location
+        .strip_prefix(&format!("http://{addr}"))
+        .unwrap_or(location);
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let (status, head) = http_send(
+        addr,
+        "PUT",
+        &format!("{path}{separator}digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        bytes,
+    );
+    assert_eq!(status, 201, "upload of blob {digest}: {head}");
+    digest
+}
+
+/// Puts a manifest or index under `reference` (a tag or its digest) in `repo` of a loopback
+/// registry, as raw bytes; returns the status (201 when the registry accepted it).
+pub fn push_manifest(
+    addr: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> (u16, String) {
+    http_send(
+        addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[("Content-Type", media_type)],
+        bytes,
+    )
+}
+
 /// Runs `openssl ARGS` in `dir` (certificates and keys for the harness's servers).
 pub fn openssl(dir: &Path, args: &[&str]) {
     run_ok(Command::new("openssl").args(args).current_dir(dir));
@@ -213,6 +303,16 @@ impl Project {
             dir: tempfile::Builder::new()
                 .prefix("archbuild-test-")
                 .tempdir()
+                .expect("temp project dir"),
+        }
+    }
+
+    /// A project folder inside `parent` (to see whether anything is written beside it).
+    pub fn new_in(parent: &Path) -> Project {
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("archbuild-test-")
+                .tempdir_in(parent)
                 .expect("temp project dir"),
         }
     }
@@ -253,6 +353,21 @@ impl Project {
             .stdin(Stdio::null());
         cmd
     }
+}
+
+/// Runs `archbuild ARGS` under a 2 GiB address-space limit (`ulimit -v`) and a 120 s time
+/// limit (coreutils' `timeout`), as a CI job that must not be taken down by its input.
+pub fn archbuild_bounded(project: &Project, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -v 2097152 && exec timeout 120 \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_archbuild"))
+        .args(args)
+        .current_dir(project.path())
+        .env("DOCKER_CONFIG", project.path().join(".docker-config"))
+        .env_remove("DOCKER_HOST");
+    cmd.output().expect("run archbuild under limits")
 }
 
 /// Standard output and error of a run, for assertion messages.
