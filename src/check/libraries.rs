@@ -356,7 +356,7 @@ fn missing(
     );
     if !beyond.is_empty() {
         message.push_str(&format!(
-            ". The image has it only in {}: a glibc-hwcaps folder the loader searches only on CPUs of a higher level than every node of {platform} has; build it for the platform's level too, or publish the image for a platform variant of that level",
+            ". The image has it only in {}, a glibc-hwcaps folder the loader searches only on CPUs of a higher level than {platform} guarantees, so it runs on some nodes only: install a build for the platform's level where the loader looks, or publish the image for a variant of that level",
             beyond.join(", ")
         ));
     }

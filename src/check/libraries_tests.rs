@@ -693,3 +693,24 @@ fn power_glibc_hwcaps_folders_are_not_searched_for_ppc64le() {
         f[0].message
     );
 }
+
+#[test]
+fn the_glibc_hwcaps_subfolders_searched_are_those_every_node_supports() {
+    let subdirs = |p: &str| loader_paths::hwcaps_subdirs(&Platform::parse(p).unwrap());
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let v = |n: &[&str]| n.iter().map(|l| format!("x86-64-{l}")).collect::<Vec<_>>();
+    assert_eq!(subdirs("linux/amd64"), (vec![], v(&["v4", "v3", "v2"])));
+    assert_eq!(subdirs("linux/amd64/v2"), (v(&["v2"]), v(&["v4", "v3"])));
+    assert_eq!(subdirs("linux/amd64/v3"), (v(&["v3", "v2"]), v(&["v4"])));
+    assert_eq!(subdirs("linux/amd64/v4"), (v(&["v4", "v3", "v2"]), vec![]));
+    assert_eq!(
+        subdirs("linux/ppc64le"),
+        (vec![], names(&["power10", "power9"]))
+    );
+    assert_eq!(
+        subdirs("linux/s390x"),
+        (vec![], names(&["z16", "z15", "z14", "z13"]))
+    );
+    assert_eq!(subdirs("linux/arm64"), (vec![], vec![]));
+    assert_eq!(subdirs("linux/386"), (vec![], vec![]));
+}
