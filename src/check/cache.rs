@@ -33,7 +33,7 @@ struct Entry {
 /// Changed whenever the rules find something new, so that remembered results of the same
 /// archbuild version are not reused across it.
 const RULES: &str =
-    "rules-5: cpu-level-mismatch (ARM programs only), page-size, missing-library, library-version-missing (loaders' DT_RPATH chain, /etc/ld.so.cache)";
+    "rules-6: cpu-level-mismatch (ARM programs only), page-size, missing-library, library-version-missing (loaders' DT_RPATH chain, /etc/ld.so.cache, glibc-hwcaps subfolders)";
 
 impl Key<'_> {
     /// The entry's file name: a digest of everything the result depends on, this archbuild's

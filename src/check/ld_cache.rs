@@ -6,7 +6,12 @@
 //! part follows. Each entry maps a soname to the path of a library, with flags telling its
 //! kind and ABI (`FLAG_ELF_LIBC6 | FLAG_X8664_LIB64` and so on,
 //! `sysdeps/generic/ldconfig.h`), which [`accepts`] matches against the program's as
-//! `_dl_cache_check_flags` does.
+//! `_dl_cache_check_flags` does. Since glibc 2.33 `ldconfig` also lists the libraries of each
+//! folder's `glibc-hwcaps/NAME/` subfolders: their entries have `DL_CACHE_HWCAP_EXTENSION`
+//! (bit 62) in `hwcap` and in its low 32 bits an index into the names of the new format's
+//! `cache_extension_tag_glibc_hwcaps` extension section (`sysdeps/generic/dl-cache.h`); the
+//! loader takes such an entry only when the CPU supports that name (`search_cache`,
+//! `elf/dl-cache.c`), which [`Entry::hwcaps`] gives.
 //!
 //! The file is untrusted: every offset is checked against its length, an entry count the
 //! file cannot hold makes it ignored whole (as glibc does), at most [`MAX_ENTRIES`] entries
@@ -26,6 +31,14 @@ const HEADER_OLD: usize = 16;
 const ENTRY_OLD: usize = 12;
 const HEADER_NEW: usize = 48;
 const ENTRY_NEW: usize = 24;
+/// `cache_extension_magic` (`(uint32_t) -358342284`), at the header's `extension_offset`.
+const EXTENSION_MAGIC: u32 = 0xeaa4_2174;
+/// `cache_extension_tag_glibc_hwcaps`: an array of string offsets, the hwcaps names.
+const TAG_GLIBC_HWCAPS: u32 = 1;
+/// The most extension sections and hwcaps names read (glibc writes 2 and 3 or 4).
+const MAX_EXTENSION: usize = 64;
+/// `DL_CACHE_HWCAP_EXTENSION >> 32`: the high half of `hwcap` of a glibc-hwcaps entry.
+const HWCAP_EXTENSION_HIGH: u64 = 1 << 30;
 
 /// `FLAG_ELF`: an ELF library of any libc, accepted by every loader.
 const FLAG_ELF: i32 = 0x0001;
@@ -41,6 +54,10 @@ pub struct Entry {
     /// Non-zero for a library of a `glibc-hwcaps` subfolder or a legacy hwcap folder, which
     /// the loader picks only on a CPU that has those capabilities.
     pub hwcap: u64,
+    /// For a library of a `glibc-hwcaps` subfolder (`dl_cache_hwcap_extension`), the
+    /// subfolder's name (`x86-64-v3`); empty when the file does not name it, an entry no
+    /// loader takes.
+    pub hwcaps: Option<String>,
 }
 
 /// The entries of a cache file, in the file's order; `endian` is the byte order assumed
@@ -80,7 +97,39 @@ fn parse_new(bytes: &[u8], endian: Endian) -> Vec<Entry> {
         return Vec::new();
     }
     let entries = (0..count.min(MAX_ENTRIES)).map(|i| HEADER_NEW + i * ENTRY_NEW);
-    read_entries(bytes, entries, 0, endian, true)
+    let names = hwcaps_names(bytes, endian);
+    let mut entries = read_entries(bytes, entries, 0, endian, true);
+    for e in &mut entries {
+        if e.hwcap >> 32 == HWCAP_EXTENSION_HIGH {
+            let index = e.hwcap as u32 as usize;
+            e.hwcaps = Some(names.get(index).cloned().unwrap_or_default());
+        }
+    }
+    entries
+}
+
+/// The names of the `glibc-hwcaps` extension section, by index; none when the file has no
+/// extension (`extension_offset` 0, before glibc 2.33) or it does not make sense.
+fn hwcaps_names(bytes: &[u8], endian: Endian) -> Vec<String> {
+    let names = || -> Option<Vec<String>> {
+        let at = read_u32(bytes, 32, endian)? as usize;
+        if at == 0 || read_u32(bytes, at, endian)? != EXTENSION_MAGIC {
+            return None;
+        }
+        let count = read_u32(bytes, at + 4, endian)? as usize;
+        let section = (0..count.min(MAX_EXTENSION))
+            .map(|i| at + 8 + i * 16)
+            .find(|&s| read_u32(bytes, s, endian) == Some(TAG_GLIBC_HWCAPS))?;
+        let offset = read_u32(bytes, section + 8, endian)? as usize;
+        let size = read_u32(bytes, section + 12, endian)? as usize;
+        (0..(size / 4).min(MAX_EXTENSION))
+            .map(|i| {
+                let name = read_u32(bytes, offset.checked_add(i * 4)?, endian)? as usize;
+                string(bytes, name)
+            })
+            .collect()
+    };
+    names().unwrap_or_default()
 }
 
 /// The entries at the given offsets (`flags`, `key`, `value`, and in the new format
@@ -110,6 +159,7 @@ fn read_entries(
                     soname,
                     path,
                     hwcap,
+                    hwcaps: None,
                 },
             )
         })
@@ -187,12 +237,14 @@ mod tests {
                 soname: "libodd.so.1".into(),
                 path: "/opt/odd/lib/libodd.so.1".into(),
                 hwcap: 0,
+                hwcaps: None,
             },
             Entry {
                 flags: 0x0303,
                 soname: "libeven.so.2".into(),
                 path: "/usr/lib/x86_64-linux-gnu/libeven.so.2".into(),
                 hwcap: 0,
+                hwcaps: None,
             },
         ]
     }
@@ -204,6 +256,58 @@ mod tests {
         assert_eq!(parse(OLD, Endian::Little), expected());
         // The new format says its byte order itself.
         assert_eq!(parse(NEW, Endian::Big), expected());
+    }
+
+    // Made the same way (glibc 2.36, `ldconfig -C /etc/ld.so.cache -f /etc/ld.so.conf -r ROOT`)
+    // from a root whose /etc/ld.so.conf lists /opt/hw, holding
+    // /opt/hw/glibc-hwcaps/x86-64-v3/{libhw3.so.1,libboth.so.1},
+    // /opt/hw/glibc-hwcaps/x86-64-v2/libhw2.so.1 and /opt/hw/libboth.so.1.
+    const HWCAPS: &[u8] = include_bytes!("fixtures/ld.so.cache.hwcaps");
+
+    #[test]
+    fn glibc_hwcaps_entries_name_their_subfolder() {
+        let entry = |soname: &str, path: &str, hwcaps: Option<&str>| Entry {
+            flags: 0x0303,
+            soname: soname.into(),
+            path: path.into(),
+            hwcap: hwcaps.map_or(0, |h| (1 << 62) | u64::from(h == "x86-64-v3")),
+            hwcaps: hwcaps.map(String::from),
+        };
+        let v3 = "/opt/hw/glibc-hwcaps/x86-64-v3";
+        assert_eq!(
+            parse(HWCAPS, Endian::Little),
+            vec![
+                entry(
+                    "libhw3.so.1",
+                    &format!("{v3}/libhw3.so.1"),
+                    Some("x86-64-v3")
+                ),
+                entry(
+                    "libhw2.so.1",
+                    "/opt/hw/glibc-hwcaps/x86-64-v2/libhw2.so.1",
+                    Some("x86-64-v2")
+                ),
+                entry(
+                    "libboth.so.1",
+                    &format!("{v3}/libboth.so.1"),
+                    Some("x86-64-v3")
+                ),
+                entry("libboth.so.1", "/opt/hw/libboth.so.1", None),
+            ]
+        );
+        // An extension that is not one, or an index past its names: the entry names nothing.
+        let mut bad = HWCAPS.to_vec();
+        bad[0x13c] ^= 0xff;
+        let entries = parse(&bad, Endian::Little);
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[0].hwcaps.as_deref(), Some(""));
+        assert_eq!(entries[3].hwcaps, None);
+        let mut past = HWCAPS.to_vec();
+        past[HEADER_NEW + 16] = 7;
+        assert_eq!(parse(&past, Endian::Little)[0].hwcaps.as_deref(), Some(""));
+        for end in 0..HWCAPS.len() {
+            parse(&HWCAPS[..end], Endian::Little);
+        }
     }
 
     #[test]

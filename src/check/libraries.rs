@@ -12,8 +12,12 @@
 //! `LD_LIBRARY_PATH`, the run path of the object and of each object up its chain, then
 //! `/etc/ld-musl-ARCH.path` or its default. Each loaded object remembers the one whose need
 //! brought it in (objects are loaded breadth first, as both loaders do), which gives the
-//! chain; lookups are cached by name and the folders searched. In every folder a
-//! file of another class or machine is skipped, as the loaders do. Anything not known (a
+//! chain; lookups are cached by name and the folders searched. In every folder glibc first
+//! tries the `glibc-hwcaps` subfolders every node of the platform supports (x86-64-v3 and
+//! x86-64-v2 for `linux/amd64/v3`, none for `linux/amd64`; see
+//! [`loader_paths::hwcaps_subdirs`]); a missing library that only a subfolder of a higher
+//! level holds has that copy named in the finding. In every folder a file of another class
+//! or machine is skipped, as the loaders do. Anything not known (a
 //! `$LIB` token, a table the walker did not read) makes the result unknown, never a finding.
 
 use std::collections::{HashMap, HashSet};
@@ -42,7 +46,12 @@ struct Loaded<'a> {
 #[derive(Clone)]
 enum Found {
     At(String),
-    Missing(Vec<String>),
+    /// Not found: the places searched, and the copies in `glibc-hwcaps` subfolders the loader
+    /// searches only on CPUs above the platform's level.
+    Missing {
+        searched: Vec<String>,
+        beyond: Vec<String>,
+    },
     Unknown,
 }
 
@@ -129,8 +138,18 @@ impl<'a> Libraries<'a> {
                             .extend(object.dynamic.and_then(|d| d.soname.clone()));
                         loaded.push(object);
                     }
-                    Found::Missing(searched) => findings.push(missing(
-                        path, name, &from, &searched, musl, platform, required,
+                    Found::Missing { searched, beyond } => findings.push(missing(
+                        Need {
+                            program: path,
+                            name,
+                            from: &from,
+                        },
+                        &searched,
+                        &beyond,
+                        &self.paths.hwcaps,
+                        musl,
+                        platform,
+                        required,
                     )),
                     Found::Unknown => {}
                 }
@@ -181,12 +200,18 @@ impl<'a> Libraries<'a> {
             } else {
                 format!("/{name}") // relative to the working folder; `/` when unset
             };
-            self.candidate(&path, identity)
-                .unwrap_or(Found::Missing(vec![path]))
+            self.candidate(&path, identity).unwrap_or(Found::Missing {
+                searched: vec![path],
+                beyond: Vec::new(),
+            })
         } else {
             dirs.iter()
                 .find_map(|place| match place {
-                    Place::Dir(dir) => self.candidate(&format!("{dir}/{name}"), identity),
+                    Place::Dir(dir) => self
+                        .paths
+                        .in_dir(dir, name, musl)
+                        .iter()
+                        .find_map(|path| self.candidate(path, identity)),
                     Place::Cache => self
                         .paths
                         .cache
@@ -198,13 +223,51 @@ impl<'a> Libraries<'a> {
                 })
                 .unwrap_or_else(|| {
                     if complete {
-                        Found::Missing(dirs.iter().map(Place::to_string).collect())
+                        Found::Missing {
+                            searched: dirs.iter().map(Place::to_string).collect(),
+                            beyond: if musl {
+                                Vec::new()
+                            } else {
+                                self.beyond(name, dirs, identity)
+                            },
+                        }
                     } else {
                         Found::Unknown
                     }
                 })
         };
         self.lookups.insert(key, found.clone());
+        found
+    }
+
+    /// The libraries named `name` in the `glibc-hwcaps` subfolders of `dirs` (and in the
+    /// cache's entries for them) that the loader searches only on CPUs above the platform's
+    /// level.
+    fn beyond(&self, name: &str, dirs: &[Place], identity: &ElfIdentity) -> Vec<String> {
+        let mut found = Vec::new();
+        for place in dirs {
+            let paths: Vec<String> = match place {
+                Place::Dir(dir) => self
+                    .paths
+                    .hwcaps_beyond
+                    .iter()
+                    .map(|h| format!("{}/glibc-hwcaps/{h}/{name}", dir.trim_end_matches('/')))
+                    .collect(),
+                Place::Cache => self
+                    .paths
+                    .cache_beyond
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            for path in paths {
+                if let Some(Found::At(p)) = self.candidate(&path, identity) {
+                    if !found.contains(&p) {
+                        found.push(p);
+                    }
+                }
+            }
+        }
         found
     }
 
@@ -248,15 +311,29 @@ fn compatible(a: &ElfIdentity, b: &ElfIdentity) -> bool {
     a.machine == b.machine && a.class == b.class && a.endian == b.endian
 }
 
+/// One `DT_NEEDED` entry: the program checked, the library's name, the object needing it.
+struct Need<'a> {
+    program: &'a str,
+    name: &'a str,
+    from: &'a str,
+}
+
+/// `missing-library` for `need`, not found in `searched` (each folder with its `hwcaps`
+/// subfolders) but present in the `beyond` paths, subfolders for CPUs above the platform's.
 fn missing(
-    program: &str,
-    name: &str,
-    from: &str,
+    need: Need<'_>,
     searched: &[String],
+    beyond: &[String],
+    hwcaps: &[String],
     musl: bool,
     platform: &Platform,
     required: bool,
 ) -> Finding {
+    let Need {
+        program,
+        name,
+        from,
+    } = need;
     let via = if from == program {
         String::new()
     } else {
@@ -267,10 +344,22 @@ fn missing(
     } else {
         format!("{program}: error while loading shared libraries: {name}: cannot open shared object file: No such file or directory")
     };
-    let message = format!(
-        "{program} needs the shared library {name}{via}, which is not in the image where the loader looks ({}): running it fails with '{loader_says}'",
+    let subfolders = if musl || hwcaps.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = hwcaps.iter().map(|h| format!("glibc-hwcaps/{h}")).collect();
+        format!("; in each folder first {}", names.join(", "))
+    };
+    let mut message = format!(
+        "{program} needs the shared library {name}{via}, which is not in the image where the loader looks ({}{subfolders}): running it fails with '{loader_says}'",
         searched.join(", ")
     );
+    if !beyond.is_empty() {
+        message.push_str(&format!(
+            ". The image has it only in {}, a glibc-hwcaps folder the loader searches only on CPUs of a higher level than {platform} guarantees, so it runs on some nodes only: install a build for the platform's level where the loader looks, or publish the image for a variant of that level",
+            beyond.join(", ")
+        ));
+    }
     severity(FindingKind::MissingLibrary, message, required)
         .with_platform(platform)
         .with_path(program)

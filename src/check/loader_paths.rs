@@ -5,7 +5,8 @@
 //! path, multiarch folders included, as `ld.so --help` lists them; musl's
 //! `/etc/ld-musl-ARCH.path` or `/lib:/usr/local/lib:/usr/lib`), and the order in which the
 //! `DT_RPATH`/`DT_RUNPATH` (with `$ORIGIN`) of an object and of the objects that loaded it
-//! (its chain of loaders up to the program) come among them. Pure.
+//! (its chain of loaders up to the program) come among them, and the `glibc-hwcaps`
+//! subfolders glibc tries in each folder before the folder itself ([`hwcaps_subdirs`]). Pure.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,7 +14,7 @@ use super::ld_cache;
 use crate::elf::dynamic::Dynamic;
 use crate::layers::{parent, Content, Filesystem, NodeKind};
 use crate::oci::ImageConfig;
-use crate::platform::{ElfClass, Endian, Platform};
+use crate::platform::{amd64_level, ElfClass, Endian, Platform};
 
 /// `include` nesting followed in `ld.so.conf` (ldconfig has no limit; real files nest once).
 const MAX_INCLUDE_DEPTH: usize = 8;
@@ -27,8 +28,17 @@ pub struct SearchPaths {
     /// Folders of `/etc/ld.so.conf` and its includes, in order.
     pub conf: Vec<String>,
     /// glibc's loader cache, when the image has one: soname → the paths listed for it with
-    /// flags the platform's loader takes, those for no special CPU (`hwcap` 0) first.
+    /// flags the platform's loader takes, those of the `glibc-hwcaps` subfolders in
+    /// [`Self::hwcaps`] first (most capable first), then those for no special CPU (`hwcap` 0).
     pub cache: Option<HashMap<String, Vec<String>>>,
+    /// The cache's paths, by soname, in `glibc-hwcaps` subfolders of [`Self::hwcaps_beyond`]:
+    /// libraries the loader takes only on some nodes of the platform.
+    pub cache_beyond: HashMap<String, Vec<String>>,
+    /// The `glibc-hwcaps` subfolders glibc searches on every node of the platform, most
+    /// capable first ([`hwcaps_subdirs`]).
+    pub hwcaps: Vec<String>,
+    /// Those it searches only on some nodes (on CPUs above the platform's level).
+    pub hwcaps_beyond: Vec<String>,
     /// glibc's default folders for the platform.
     pub glibc_defaults: Vec<String>,
     /// musl's folders (its path file, or its default).
@@ -72,17 +82,69 @@ pub fn search_paths(fs: &Filesystem, config: &ImageConfig, platform: &Platform) 
                 .map(String::from)
                 .to_vec()
         });
+    let (hwcaps, hwcaps_beyond) = hwcaps_subdirs(platform);
+    let (cache, cache_beyond) = match loader_cache(fs, platform, &hwcaps, &hwcaps_beyond) {
+        Some((cache, beyond)) => (Some(cache), beyond),
+        None => (None, HashMap::new()),
+    };
     SearchPaths {
         env,
         conf,
-        cache: loader_cache(fs, platform),
+        cache,
+        cache_beyond,
+        hwcaps,
+        hwcaps_beyond,
         glibc_defaults: glibc_defaults(platform),
         musl,
     }
 }
 
-/// The entries of the image's `/etc/ld.so.cache` the platform's loader takes, by soname.
-fn loader_cache(fs: &Filesystem, platform: &Platform) -> Option<HashMap<String, Vec<String>>> {
+/// The `glibc-hwcaps` subfolder names glibc's loader (2.33 and later) tries, in each folder
+/// it searches and before the folder itself, on every node of `platform`, most capable first;
+/// and those it tries only on some nodes. glibc takes the names of the running CPU
+/// (`_dl_important_hwcaps`, `elf/dl-hwcaps.c`; `ld.so --help` lists them) from
+/// `_dl_hwcaps_subdirs` and `_dl_hwcaps_subdirs_active`: `x86-64-v4:x86-64-v3:x86-64-v2`
+/// by ISA level (`sysdeps/x86_64/dl-hwcaps-subdirs.c`), `power10:power9`
+/// (`sysdeps/powerpc/powerpc64/le/dl-hwcaps-subdirs.c`), `z16:z15:z14:z13`
+/// (`sysdeps/s390/s390-64/dl-hwcaps-subdirs.c`). An image runs on any node of its platform,
+/// so only the names every node supports are searched: those up to the level of
+/// `linux/amd64/vN`; none for plain `linux/amd64` (v1), whose nodes may lack x86-64-v2, nor
+/// for the POWER and Z ones, whose platforms guarantee only POWER8 and z196.
+pub fn hwcaps_subdirs(platform: &Platform) -> (Vec<String>, Vec<String>) {
+    let x86_64 = platform
+        .elf_identity()
+        .is_some_and(|i| i.machine == 62 && i.class == ElfClass::Elf64);
+    let all: &[&str] = match platform.architecture.as_str() {
+        "amd64" if x86_64 => &["x86-64-v4", "x86-64-v3", "x86-64-v2"],
+        "ppc64le" => &["power10", "power9"],
+        "s390x" => &["z16", "z15", "z14", "z13"],
+        _ => &[],
+    };
+    let level = if x86_64 { amd64_level(platform) } else { 0 };
+    let supported = |name: &str| {
+        name.strip_prefix("x86-64-v")
+            .and_then(|v| v.parse::<u8>().ok())
+            .is_some_and(|v| v <= level)
+    };
+    let (used, beyond): (Vec<&str>, Vec<&str>) = all.iter().partition(|n| supported(n));
+    (
+        used.into_iter().map(String::from).collect(),
+        beyond.into_iter().map(String::from).collect(),
+    )
+}
+
+type Cache = HashMap<String, Vec<String>>;
+
+/// The entries of the image's `/etc/ld.so.cache` the platform's loader takes, by soname, as
+/// [`SearchPaths::cache`] orders them, and those of subfolders in `beyond`: glibc's
+/// `search_cache` (`elf/dl-cache.c`) takes the entry of the active `glibc-hwcaps` subfolder
+/// of highest priority, else one for no special CPU, and never one of an inactive subfolder.
+fn loader_cache(
+    fs: &Filesystem,
+    platform: &Platform,
+    hwcaps: &[String],
+    beyond: &[String],
+) -> Option<(Cache, Cache)> {
     let identity = platform.elf_identity()?;
     let r = fs.resolve(crate::layers::LOADER_CACHE, true).ok()?;
     let NodeKind::File(file) = &r.node.kind else {
@@ -95,15 +157,27 @@ fn loader_cache(fs: &Filesystem, platform: &Platform) -> Option<HashMap<String, 
         .into_iter()
         .filter(|e| ld_cache::accepts(e.flags, &identity))
         .collect();
-    entries.sort_by_key(|e| e.hwcap != 0);
-    let mut cache: HashMap<String, Vec<String>> = HashMap::new();
+    // The rank of an entry: the active subfolders by priority, then no special CPU, then
+    // legacy hwcaps; `None` for a subfolder not active on every node.
+    let rank = |e: &ld_cache::Entry| match &e.hwcaps {
+        Some(name) => hwcaps.iter().position(|h| h == name),
+        None => Some(hwcaps.len() + usize::from(e.hwcap != 0)),
+    };
+    entries.sort_by_key(|e| rank(e).unwrap_or(usize::MAX));
+    let mut cache = Cache::new();
+    let mut others = Cache::new();
     for e in entries {
-        let paths = cache.entry(e.soname).or_default();
+        let into = match (&e.hwcaps, rank(&e)) {
+            (_, Some(_)) => &mut cache,
+            (Some(name), None) if beyond.contains(name) => &mut others,
+            _ => continue,
+        };
+        let paths = into.entry(e.soname).or_default();
         if !paths.contains(&e.path) {
             paths.push(e.path);
         }
     }
-    Some(cache)
+    Some((cache, others))
 }
 
 /// One place the loader looks for a library: a folder, or glibc's loader cache.
@@ -131,6 +205,20 @@ pub struct Loader<'a> {
 }
 
 impl SearchPaths {
+    /// The paths the loader tries for `name` in the folder `dir`: glibc (2.33 and later)
+    /// tries `dir/glibc-hwcaps/NAME/name` for each of [`Self::hwcaps`] first, most capable
+    /// first, then `dir/name` (`open_path` over the `capstr` list of `_dl_important_hwcaps`,
+    /// `elf/dl-load.c`, `elf/dl-hwcaps.c`); musl only `dir/name`.
+    pub fn in_dir(&self, dir: &str, name: &str, musl: bool) -> Vec<String> {
+        let hwcaps: &[String] = if musl { &[] } else { &self.hwcaps };
+        let dir = dir.trim_end_matches('/');
+        hwcaps
+            .iter()
+            .map(|h| format!("{dir}/glibc-hwcaps/{h}/{name}"))
+            .chain(std::iter::once(format!("{dir}/{name}")))
+            .collect()
+    }
+
     /// The places searched, in order, for a library needed by the last object of `chain`
     /// (the objects from the program down to that one, each loaded by the one before: its
     /// loaders), and whether the list is complete (no element the loader would expand in a
