@@ -114,6 +114,7 @@ for round in $(seq "$rounds"); do
     read -r s mib < <(timed "${release[@]}")
     gz+=("$s") mem+=("$mib")
     echo "round $round: archbuild build --push (gzip) ${s}s, peak ${mib} MiB, $(exports) exports"
+    echo "round $round: stages (report.json): $(jq -r '[.timings[] | "\(.step) \(.seconds * 100 | round / 100)s"] | join(", ")' "$ctx/.archbuild/report.json")"
     # f. what Docker 20.10 spends writing each export to disk before its first byte is sent.
     first=0
     for arch in amd64 arm64; do
