@@ -236,3 +236,25 @@ fn a_legacy_layer_of_a_cached_size_but_new_content_is_compressed() {
         cache.layer(&ids[0], Compression::Gzip).unwrap()
     );
 }
+
+#[test]
+fn zstd_layers_are_the_same_bytes_whatever_the_number_of_workers() {
+    // 24 MiB of compressible, varied bytes: several of zstd's jobs at level 3.
+    let mut input = Vec::with_capacity(24 << 20);
+    let mut x: u64 = 7;
+    while input.len() < 24 << 20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        input.extend_from_slice(format!("line {} of {}\n", x >> 50, x % 1000).as_bytes());
+    }
+    let encode = |workers| {
+        let mut enc = super::zstd_encoder(Vec::new(), workers).unwrap();
+        enc.write_all(&input).unwrap();
+        enc.finish().unwrap()
+    };
+    let one = encode(1);
+    assert_eq!(encode(2), one);
+    assert_eq!(encode(4), one);
+    assert_eq!(zstd::decode_all(&one[..]).unwrap(), input);
+}
