@@ -445,6 +445,9 @@ fn zstd_encoder<W: Write>(
 ) -> std::io::Result<zstd::stream::write::Encoder<'static, W>> {
     let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
     enc.multithread(workers)?;
+    // Jobs of 2 MiB instead of level 3's 8 MiB: measured with `zstd -3 -T2 -B2M` on the same
+    // 705 MB, as fast (1.65 s) and 0.35% larger, in 21 MB instead of 62 MB.
+    enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(2 << 20))?;
     Ok(enc)
 }
 
