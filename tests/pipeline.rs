@@ -369,6 +369,9 @@ async fn a_release_exports_each_image_once_and_a_push_after_a_build_none() {
         "nothing changed, nothing exported"
     );
     assert_eq!(stats(&out)["bytes_uploaded"], 0);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let line = "[good linux/arm64] checked: no findings (remembered from an earlier check)";
+    assert!(progress.contains(line), "{line} in:\n{progress}");
 
     // A plain build (the OCI layout), then a push of the same images.
     let p = scenario_project(Some(&registry.addr));

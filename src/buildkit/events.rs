@@ -103,6 +103,8 @@ pub enum BuildEvent {
         job: JobLabel,
         errors: usize,
         warnings: usize,
+        /// The findings came from the check cache (the image was checked before).
+        remembered: bool,
         /// Its layers were compressed for publishing from the same export.
         compressed: bool,
     },

@@ -112,13 +112,19 @@ pub fn plain_lines(event: &BuildEvent) -> String {
         BuildEvent::JobChecked {
             errors,
             warnings,
+            remembered,
             compressed,
             ..
-        } => checked_line(job, *errors, *warnings, *compressed),
+        } => checked_line(job, (*errors, *warnings), *remembered, *compressed),
     }
 }
 
-fn checked_line(job: &JobLabel, errors: usize, warnings: usize, compressed: bool) -> String {
+fn checked_line(
+    job: &JobLabel,
+    (errors, warnings): (usize, usize),
+    remembered: bool,
+    compressed: bool,
+) -> String {
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let findings = match (errors, warnings) {
         (0, 0) => "no findings".to_string(),
@@ -126,12 +132,12 @@ fn checked_line(job: &JobLabel, errors: usize, warnings: usize, compressed: bool
         (0, w) => plural(w, "warning"),
         (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
     };
-    let layers = if compressed {
-        "; layers compressed for publishing"
-    } else {
-        ""
+    let how = match (remembered, compressed) {
+        (true, _) => " (remembered from an earlier check)",
+        (false, true) => "; layers compressed for publishing",
+        (false, false) => "",
     };
-    format!("[{job}] checked: {findings}{layers}\n")
+    format!("[{job}] checked: {findings}{how}\n")
 }
 
 fn moved_line(job: &JobLabel, from: &str, to: &str, reason: &str) -> String {
@@ -202,10 +208,11 @@ async fn draw_bars(mut events: mpsc::Receiver<BuildEvent>) {
             BuildEvent::JobChecked {
                 errors,
                 warnings,
+                remembered,
                 compressed,
                 ..
             } => {
-                let line = checked_line(&job, *errors, *warnings, *compressed);
+                let line = checked_line(&job, (*errors, *warnings), *remembered, *compressed);
                 let _ = multi.println(line.trim_end());
             }
         }
@@ -285,9 +292,21 @@ mod tests {
                 job: job(),
                 errors,
                 warnings,
+                remembered: false,
                 compressed,
             })
         };
+        let remembered = BuildEvent::JobChecked {
+            job: job(),
+            errors: 0,
+            warnings: 2,
+            remembered: true,
+            compressed: false,
+        };
+        assert_eq!(
+            plain_lines(&remembered),
+            "[api linux/arm64] checked: 2 warnings (remembered from an earlier check)\n"
+        );
         assert_eq!(
             checked(0, 0, true),
             "[api linux/arm64] checked: no findings; layers compressed for publishing\n"
@@ -304,6 +323,7 @@ mod tests {
             job: job(),
             errors: 2,
             warnings: 0,
+            remembered: false,
             compressed: false,
         })
         .unwrap();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::stages::{check_job, CheckTarget, PipelineError};
+use super::stages::{check_job, CheckTarget, JobRead, PipelineError};
 use crate::buildkit::{BuildEvent, BuiltImage, JobLabel};
 use crate::check::CheckReport;
 use crate::config::Project;
@@ -20,7 +20,7 @@ use crate::publish::PublishOptions;
 /// Checks at once, as the check stage runs them.
 const CHECKS_AT_ONCE: usize = 2;
 
-type Early = JoinHandle<Result<(CheckReport, bool), PipelineError>>;
+type Early = JoinHandle<Result<(CheckReport, JobRead), PipelineError>>;
 
 /// The checks started while the builds ran, by job index and image ID.
 #[derive(Default)]
@@ -33,7 +33,8 @@ impl EarlyChecks {
     pub fn take(
         &mut self,
         job: &BuiltImage,
-    ) -> Option<impl std::future::Future<Output = Result<(CheckReport, bool), PipelineError>>> {
+    ) -> Option<impl std::future::Future<Output = Result<(CheckReport, JobRead), PipelineError>>>
+    {
         let early = self.started.remove(&(job.index, job.image_id.clone()))?;
         let (image, platform) = (job.image.clone(), job.platform.clone());
         Some(async move {
@@ -105,13 +106,14 @@ impl Watcher {
         Some(tokio::spawn(async move {
             let _turn = at_once.acquire_owned().await.expect("never closed");
             let checked = check_job(&project, &docker, &target, publishing.as_ref(), slots).await;
-            if let Ok((report, _)) = &checked {
+            if let Ok((report, read)) = &checked {
                 let errors = report.findings.iter().filter(|f| f.is_error()).count();
                 let event = BuildEvent::JobChecked {
                     job,
                     errors,
                     warnings: report.findings.len() - errors,
-                    compressed: publishing.is_some(),
+                    remembered: !read.exported,
+                    compressed: read.compressed,
                 };
                 let _ = out.send(event).await;
             }

@@ -121,11 +121,12 @@ pub async fn check_built(
             check_job(project, docker, &CheckTarget::of(job), publishing, slots).await
         });
     }
-    let results: Vec<(CheckReport, bool)> = futures_util::stream::iter(jobs)
+    let results: Vec<(CheckReport, JobRead)> = futures_util::stream::iter(jobs)
         .buffered(2)
         .try_collect()
         .await?;
-    let (reports, exported) = results.into_iter().unzip();
+    let (reports, reads): (Vec<_>, Vec<JobRead>) = results.into_iter().unzip();
+    let exported = reads.iter().map(|r| r.exported).collect();
     Ok(Checked { reports, exported })
 }
 
@@ -147,15 +148,23 @@ impl CheckTarget {
     }
 }
 
-/// The check of one job's image (from the check cache when it has it) and whether the
-/// daemon exported the image for it.
+/// How a job's check read its image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobRead {
+    /// The daemon exported the image (not when the check cache knew it).
+    pub exported: bool,
+    /// The same read compressed its layers into the publish cache.
+    pub compressed: bool,
+}
+
+/// The check of one job's image (from the check cache when it has it) and how it was read.
 pub async fn check_job(
     project: &Project,
     docker: &bollard::Docker,
     job: &CheckTarget,
     publishing: Option<&PublishOptions>,
     slots: std::sync::Arc<publish::convert::Slots>,
-) -> Result<(CheckReport, bool), PipelineError> {
+) -> Result<(CheckReport, JobRead), PipelineError> {
     let image = &project.images[&job.image];
     let opts = check_options(image)?;
     let name = format!("{}:{}", image.reference_base(), image.tags[0]);
@@ -169,7 +178,11 @@ pub async fn check_job(
         page_size: image.check.page_size,
     };
     if let Some(report) = check::cache::load(&cache_dir, &key) {
-        return Ok((report, false));
+        let read = JobRead {
+            exported: false,
+            compressed: false,
+        };
+        return Ok((report, read));
     }
     let failed = |source| PipelineError::Check {
         image: job.image.clone(),
@@ -183,6 +196,7 @@ pub async fn check_job(
             .map_err(PublishError::from)?,
         None => None,
     };
+    let compressed = tap.is_some();
     let report = match tap {
         None => check::check_daemon_image(docker, read.0, read.2, &opts, read.1)
             .await
@@ -206,7 +220,11 @@ pub async fn check_job(
         }
     };
     check::cache::store(&cache_dir, &key, &report);
-    Ok((report, true))
+    let read = JobRead {
+        exported: true,
+        compressed,
+    };
+    Ok((report, read))
 }
 
 /// The `check` table of an image as check options.
