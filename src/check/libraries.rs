@@ -428,5 +428,8 @@ fn severity(kind: FindingKind, message: String, required: bool) -> Finding {
 }
 
 #[cfg(test)]
+#[path = "libraries_search_tests.rs"]
+mod search_tests;
+#[cfg(test)]
 #[path = "libraries_tests.rs"]
 mod tests;
