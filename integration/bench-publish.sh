@@ -30,8 +30,8 @@ source "$root/integration/fixture-large.sh"
 fixture_large "$fixture" --load
 
 work=$(mktemp -d "$root/target/bench-publish.XXXXXX")
-reg_pid=
-reg_dir=
+# shellcheck source=registry.sh
+source "$root/integration/registry.sh"
 buildah_opts=(--root "$work/buildah/root" --runroot "$work/buildah/run")
 cleanup() {
     local rc=$?
@@ -42,25 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a registry with empty storage; sets $addr.
-start_registry() {
-    local dir port
-    dir=$(mktemp -d "$work/registry.XXXX")
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    addr=127.0.0.1:$port
-    reg_dir=$dir
-    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
-        "$dir/data" "$addr" > "$dir/config.yml"
-    docker-registry serve "$dir/config.yml" > "$dir/log" 2>&1 &
-    reg_pid=$!
-    for _ in $(seq 100); do curl -sf "http://$addr/v2/" > /dev/null && return; sleep 0.1; done
-    cat "$dir/log" >&2
-    exit 2
-}
-stop_registry() {
-    if [[ -n $reg_pid ]]; then kill "$reg_pid" 2> /dev/null; wait "$reg_pid" 2> /dev/null || true; fi
-    reg_pid=
-}
 
 # Runs a command once, after flushing dirty pages (so that no tool pays for the previous
 # one's disk writes); prints "SECONDS PEAK_MIB CPU".

@@ -23,33 +23,15 @@ rounds=${ROUNDS:-3}
 bin=$root/target/release/archbuild
 (cd "$root" && cargo build --release --quiet --bin archbuild)
 work=$(mktemp -d /tmp/archbuild-release.XXXXXX)
+# shellcheck source=registry.sh
+source "$root/integration/registry.sh"
 buildah_opts=(--root "$work/buildah/root" --runroot "$work/buildah/run")
-reg_pid=
-stop_registry() {
-    if [[ -n $reg_pid ]]; then kill "$reg_pid" 2> /dev/null; wait "$reg_pid" 2> /dev/null || true; fi
-    reg_pid=
-}
 cleanup() {
     stop_registry
     buildah "${buildah_opts[@]}" rmi -a -f > /dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-# A registry with empty storage; sets $addr.
-start_registry() {
-    local dir port
-    dir=$(mktemp -d "$work/registry.XXXX")
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    addr=127.0.0.1:$port
-    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
-        "$dir/data" "$addr" > "$dir/config.yml"
-    docker-registry serve "$dir/config.yml" > "$dir/log" 2>&1 &
-    reg_pid=$!
-    for _ in $(seq 100); do curl -sf "http://$addr/v2/" > /dev/null && return; sleep 0.1; done
-    cat "$dir/log" >&2
-    exit 2
-}
 
 ctx=$work/ctx
 mkdir -p "$ctx/tree-amd64" "$ctx/tree-arm64"
