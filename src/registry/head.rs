@@ -6,8 +6,15 @@
 //!   [`MAX_MANIFEST_BYTES`] (oci-client reads a manifest body whole, whatever its size, so a
 //!   hostile registry could answer with gigabytes), and the digest a tag points at by a HEAD
 //!   of the same path;
+//! - blobs by `GET /v2/<repository>/blobs/<digest>`, streamed (following the registry's
+//!   redirect to its storage, which reqwest makes without the credentials when the host
+//!   changes); oci-client reads the body of a refused blob whole, so a hostile registry
+//!   answering an error with gigabytes exhausted memory;
 //! - the push-access check: `POST /v2/<repository>/blobs/uploads/`, then a DELETE of the
 //!   upload it opened.
+//!
+//! An error's body is read within [`MAX_ERROR_BYTES`] (containerd reads at most 64,000
+//! bytes of one) and only the registry's first error message from it is shown.
 //!
 //! Each carries the grant [`super::token::Authorizer`] gave for the repository; the header is
 //! never logged or shown.
@@ -20,6 +27,9 @@ use crate::store::StoreError;
 
 /// The largest manifest or index read: containerd's limit (4 MiB). Real ones are a few KiB.
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// The most of an error answer's body read, for the registry's message.
+pub const MAX_ERROR_BYTES: usize = 64 << 10;
 
 /// Who asks: the registry's authorizer, the repository, the grant for reading it, and how
 /// errors name the store.
@@ -197,6 +207,41 @@ impl Caller<'_> {
         Ok(body)
     }
 
+    /// The blob `digest` of the caller's repository, streamed as it arrives. Its size and
+    /// digest are the reader's to check (a store's blob is untrusted until verified).
+    pub async fn blob(&self, digest: &str) -> Result<crate::store::BlobReader, StoreError> {
+        use futures_util::TryStreamExt;
+        let describe = self.describe;
+        let what = format!("blob {digest}");
+        let response = self
+            .request(reqwest::Method::GET, &format!("blobs/{digest}"))
+            .await?
+            .send()
+            .await
+            .map_err(|e| unreachable(describe, e))?;
+        match response.status() {
+            StatusCode::OK => {
+                let stream = response.bytes_stream().map_err(std::io::Error::other);
+                Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
+            }
+            StatusCode::NOT_FOUND => Err(StoreError::NotFound {
+                what,
+                store: describe.to_string(),
+            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let status = response.status();
+                Err(self.refused(status, format!("{status} on GET of {what}")))
+            }
+            status => {
+                let message = error_message(response).await;
+                Err(StoreError::Other {
+                    store: describe.to_string(),
+                    detail: format!("GET of {what} answered {status}{message}"),
+                })
+            }
+        }
+    }
+
     /// A request for `path` under the caller's `/v2/<repository>/` with the caller's grant.
     async fn request(
         &self,
@@ -212,5 +257,60 @@ impl Caller<'_> {
     fn refused(&self, status: StatusCode, detail: String) -> StoreError {
         let credentials = self.authorizer.credentials();
         super::errors::refused(self.describe, status.as_u16(), detail, credentials)
+    }
+}
+
+/// The registry's own message in an error answer (`: CODE: message` of the first entry of a
+/// distribution-spec `{"errors": [...]}` body), read within [`MAX_ERROR_BYTES`]; empty when
+/// the body is not that shape. Control characters are dropped: the message reaches a
+/// terminal.
+pub async fn error_message(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_ERROR_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_ERROR_BYTES {
+            break;
+        }
+    }
+    first_error(&body).map_or_else(String::new, |m| format!(": {m}"))
+}
+
+/// `CODE: message` of the first error in a distribution-spec error body.
+fn first_error(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let first = serde_json::from_slice::<Body>(body)
+        .ok()?
+        .errors
+        .into_iter()
+        .next()?;
+    let text = format!("{}: {}", first.code, first.message);
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+    Some(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_registry_error_is_shown_without_control_characters() {
+        let body = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown \u001b[31mto registry"},{"code":"X"}]}"#;
+        assert_eq!(
+            first_error(body).as_deref(),
+            Some("BLOB_UNKNOWN: blob unknown [31mto registry")
+        );
+        assert_eq!(first_error(b"<html>busy</html>"), None);
+        assert_eq!(first_error(br#"{"errors":[]}"#), None);
     }
 }

@@ -1,5 +1,7 @@
 //! A registry repository as a [`Store`]: manifests fetched fresh with their exact bytes (the
-//! digest is recomputed and checked), blobs streamed and verified, over oci-client. Transport
+//! digest is recomputed and checked) and blobs streamed, by archbuild's own bounded requests
+//! ([`head`]), since images read from a registry may be anyone's; pushes go through
+//! oci-client (`publish::push`) to the registry the user publishes to. Transport
 //! (plain HTTP only for loopback registries and `--insecure-registry` hosts) and credentials
 //! (the Docker client configuration) are decided here; errors name the registry and the
 //! credential source tried, never a secret.
@@ -13,9 +15,7 @@ pub mod token;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures_util::TryStreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
@@ -219,13 +219,6 @@ impl RegistryStore {
     }
 }
 
-fn descriptor(digest: &str) -> OciDescriptor {
-    OciDescriptor {
-        digest: digest.to_string(),
-        ..Default::default()
-    }
-}
-
 impl Store for RegistryStore {
     async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
         let what = format!("manifest {reference}");
@@ -261,15 +254,8 @@ impl Store for RegistryStore {
     }
 
     async fn blob(&self, digest: &str) -> Result<BlobReader, StoreError> {
-        self.authorize(false, &[]).await?;
-        let stream = self
-            .client
-            .pull_blob_stream(&self.reference, &descriptor(digest))
-            .await
-            .map_err(|e| self.error(&format!("blob {digest}"), e))?;
-        let reader =
-            tokio_util::io::StreamReader::new(stream.stream.map_err(std::io::Error::other));
-        Ok(Box::pin(reader))
+        let describe = self.describe();
+        self.caller(&describe, false).await?.blob(digest).await
     }
 
     fn describe(&self) -> String {
@@ -335,6 +321,44 @@ mod tests {
             assert!(text.contains("over the limit of 4194304 bytes"), "{text}");
             assert!(text.contains("manifest 1.0"), "{text}");
         }
+    }
+
+    /// A hostile registry on loopback that refuses every blob with a 500 whose body starts
+    /// as a distribution error and never ends.
+    async fn endless_error_registry() -> String {
+        test_http::serve(|request| {
+            if !request.contains("/blobs/") {
+                return Reply::whole("200 OK", "", "{}");
+            }
+            let start = r#"{"errors":[{"code":"UNKNOWN","message":"storage down"}]}"#;
+            Reply {
+                head: format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{start}\r\n",
+                    start.len()
+                ),
+                endless: Some(format!("10000\r\n{}\r\n", " ".repeat(0x10000))),
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_refused_blobs_endless_error_body_is_read_within_a_bound() {
+        let addr = endless_error_registry().await;
+        let reference: ImageRef = format!("{addr}/team/api:1.0").parse().unwrap();
+        let store = RegistryStore::new(&reference, &RegistryOptions::default());
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let err = tokio::time::timeout(std::time::Duration::from_secs(20), store.blob(&digest))
+            .await
+            .expect("a bounded read ends")
+            .err()
+            .expect("a 500 is an error");
+        let text = err.to_string();
+        assert!(text.contains("answered 500"), "{text}");
+        assert!(text.contains(&format!("blob {digest}")), "{text}");
+        // The registry's own message is shown; the endless padding after it is not.
+        assert!(text.contains("UNKNOWN: storage down"), "{text}");
+        assert!(text.len() < 1000, "{} bytes of error", text.len());
     }
 
     fn options_with_secret(registry: &str) -> (RegistryOptions, tempfile::TempDir) {
