@@ -378,6 +378,22 @@ fn indexes_nesting_too_deep_or_fanning_out_are_refused_in_a_registry() {
         &["check", &format!("{}/hostile/deep:1", registry.addr)],
     );
     refused("deep", &out, &["nest deeper than 4 levels"]);
+    let deep = format!("{}/hostile/deep:1", registry.addr);
+    let out = archbuild_bounded(
+        &project,
+        &["verify", &deep, "--platform", "linux/amd64", "--deep"],
+    );
+    // verify reads one level: a release tag's entries must be images, so a nested index is
+    // a finding (exit 1), named, without reading further down.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verify --deep of deep: {stdout}"
+    );
+    assert!(stdout.contains("broken-reference"), "{stdout}");
+    assert!(stdout.contains("not an image manifest"), "{stdout}");
+    assert!(stdout.contains("NOT verified"), "{stdout}");
 
     let mut c = Crafted::default();
     c.fan_out(4097);
@@ -388,11 +404,38 @@ fn indexes_nesting_too_deep_or_fanning_out_are_refused_in_a_registry() {
     // verify and inspect read an index's children too: refused before any is fetched.
     for args in [
         &["verify", &wide, "--platform", "linux/amd64"][..],
+        &["verify", &wide, "--platform", "linux/amd64", "--deep"],
         &["inspect", &wide],
     ] {
         let out = archbuild_bounded(&project, args);
         refused(args[0], &out, &["lists 4097 manifests", "at most 4096"]);
     }
+
+    // Just under the limit, one image under 4,096 platforms is fetched and scanned once and
+    // checked per platform, in a bounded run, by check and by verify --deep.
+    let mut c = Crafted::default();
+    c.fan_out(4096);
+    c.push(&registry, "hostile/widest", "1");
+    let widest = format!("{}/hostile/widest:1", registry.addr);
+    let started = std::time::Instant::now();
+    let out = archbuild_bounded(&project, &["check", &widest, "--json"]);
+    let took = started.elapsed();
+    // Each entry's variant (x0...) is not the config's: a finding per platform, exit 1.
+    assert_eq!(out.status.code(), Some(1), "{took:?} {}", describe(&out));
+    assert_eq!(images_checked(&out), 4096);
+    eprintln!("check of 4096 platforms: {took:?}");
+    let started = std::time::Instant::now();
+    let out = archbuild_bounded(&project, &["verify", &widest, "--platform", "linux/amd64"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    eprintln!("verify of 4096 platforms: {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let out = archbuild_bounded(
+        &project,
+        &["verify", &widest, "--platform", "linux/amd64", "--deep"],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{took:?} {}", describe(&out));
+    eprintln!("verify --deep of 4096 platforms: {took:?}");
 }
 
 /// A layout of one image under `t`, and the paths of its manifest, config and layer blobs.

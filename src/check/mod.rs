@@ -177,6 +177,30 @@ pub async fn check_store<S: Store>(
     Ok(reports)
 }
 
+/// Checks the image manifest `top` for each of `platforms` (the platforms an index lists
+/// it under): read and scanned once, checked once per platform, the reports in the order of
+/// `platforms`. `verify --deep` uses it so that an index listing one image under thousands
+/// of platforms reads it once.
+pub async fn check_image_for<S: Store>(
+    store: &S,
+    top: RawManifest,
+    name: &str,
+    platforms: &[Platform],
+    opts: &CheckOptions,
+) -> Result<Vec<Vec<CheckReport>>, CheckError> {
+    let read = image::store::read(store, top, name, None).await?;
+    platforms
+        .iter()
+        .map(|platform| {
+            let wanted = std::slice::from_ref(platform);
+            read.images
+                .iter()
+                .map(|i| check_input(i, Some(wanted), opts))
+                .collect()
+        })
+        .collect()
+}
+
 /// Reads a `docker save` file, or standard input for `-`.
 fn read_archive_file(path: &std::path::Path) -> Result<Vec<ImageInput>, ImageError> {
     let label = path.display().to_string();

@@ -22,7 +22,8 @@ pub struct ImageInput {
     pub listed_platform: Option<Platform>,
     pub manifest_digest: Option<String>,
     pub config_digest: Option<String>,
-    pub config: Vec<u8>,
+    /// Shared: an index may list one image, or one config, under many platforms.
+    pub config: Arc<[u8]>,
     pub layers: Vec<Arc<LayerSummary>>,
 }
 

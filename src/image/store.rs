@@ -40,10 +40,19 @@ pub async fn read<S: Store>(
     let mut pending: Vec<(Descriptor, usize)> = Vec::new();
     let mut next = Some((top, None, 0));
     let mut visits = Visits::default();
+    let mut seen = Seen::default();
     loop {
         let (manifest, listed, depth) = match next.take() {
             Some(top) => top,
             None => match pending.pop() {
+                // The same image listed again (under another platform): its contents are
+                // known, only where it is listed differs.
+                Some((child, _)) if seen.images.contains_key(&child.digest) => {
+                    let mut image = seen.images[&child.digest].clone();
+                    image.listed_platform = child.platform();
+                    out.images.push(image);
+                    continue;
+                }
                 Some((child, depth)) => (
                     fetch_manifest(store, &child).await?,
                     child.platform(),
@@ -93,18 +102,53 @@ pub async fn read<S: Store>(
                 ),
             ));
         };
-        let config_bytes = fetch_config(store, &config).await?;
-        let layers = scan_layers(store, &layer_descs).await?;
-        out.images.push(ImageInput {
+        let config_bytes = match seen.configs.get(&config.digest) {
+            Some(known) => known.clone(),
+            None => {
+                let bytes: Arc<[u8]> = fetch_config(store, &config).await?.into();
+                seen.config_bytes += bytes.len() as u64;
+                if seen.config_bytes > MAX_CONFIG_BYTES_PER_READ {
+                    return Err(ImageError::invalid(
+                        &store.describe(),
+                        format!(
+                            "the configs of {name} total more than {MAX_CONFIG_BYTES_PER_READ} bytes (at config {}); an image's config is a few KiB",
+                            config.digest
+                        ),
+                    ));
+                }
+                seen.configs.insert(config.digest.clone(), bytes.clone());
+                bytes
+            }
+        };
+        let layers = scan_layers(store, &layer_descs, &mut seen.layers).await?;
+        let image = ImageInput {
             name: name.to_string(),
             listed_platform: listed,
             manifest_digest: Some(manifest.digest.clone()),
             config_digest: Some(config.digest.clone()),
             config: config_bytes,
             layers,
-        });
+        };
+        seen.images.insert(manifest.digest.clone(), image.clone());
+        out.images.push(image);
     }
     Ok(out)
+}
+
+/// The most config bytes one [`read`] holds: every distinct config of an index is kept for
+/// the check, and an index may list 4,096 images, each with a config of up to
+/// [`MAX_CONFIG_BYTES`]; real indexes hold a few configs of a few KiB.
+pub const MAX_CONFIG_BYTES_PER_READ: u64 = 128 << 20;
+
+/// What one [`read`] has already fetched, so that an index listing one image (or one
+/// config, or one layer) many times fetches and scans it once: images by manifest digest,
+/// configs and layer summaries by their digests.
+#[derive(Default)]
+struct Seen {
+    images: HashMap<String, ImageInput>,
+    configs: HashMap<String, Arc<[u8]>>,
+    config_bytes: u64,
+    layers: HashMap<String, Arc<LayerSummary>>,
 }
 
 async fn fetch_manifest<S: Store>(store: &S, d: &Descriptor) -> Result<RawManifest, ImageError> {
@@ -128,36 +172,43 @@ async fn fetch_config<S: Store>(store: &S, d: &Descriptor) -> Result<Vec<u8>, Im
 }
 
 /// Scans the layers, a few at a time (the CPU work runs on blocking threads), in order. A
-/// layer listed several times is fetched and scanned once (a 4 MiB manifest can list one
-/// layer 20,000 times).
+/// layer listed several times, here or in an image read before (`known`), is fetched and
+/// scanned once (a 4 MiB manifest can list one layer 20,000 times).
 async fn scan_layers<S: Store>(
     store: &S,
     descs: &[Descriptor],
+    known: &mut HashMap<String, Arc<LayerSummary>>,
 ) -> Result<Vec<Arc<LayerSummary>>, ImageError> {
     let parallel = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
     let mut seen = HashSet::new();
-    let distinct: Vec<&Descriptor> = descs.iter().filter(|d| seen.insert(&d.digest)).collect();
+    let distinct: Vec<&Descriptor> = descs
+        .iter()
+        .filter(|d| !known.contains_key(&d.digest) && seen.insert(&d.digest))
+        .collect();
     let scanned: Vec<Arc<LayerSummary>> = stream::iter(distinct.iter())
         .map(|d| scan_one(store, d))
         .buffered(parallel)
         .try_collect()
         .await?;
-    let by_digest: HashMap<&str, Arc<LayerSummary>> = distinct
-        .iter()
-        .map(|d| d.digest.as_str())
-        .zip(scanned)
-        .collect();
-    Ok(descs
-        .iter()
-        .map(|d| by_digest[d.digest.as_str()].clone())
-        .collect())
+    for (d, summary) in distinct.iter().zip(scanned) {
+        known.insert(d.digest.clone(), summary);
+    }
+    Ok(descs.iter().map(|d| known[&d.digest].clone()).collect())
 }
 
 async fn scan_one<S: Store>(store: &S, d: &Descriptor) -> Result<Arc<LayerSummary>, ImageError> {
+    use tokio::io::AsyncReadExt;
     let reader = store.blob(&d.digest).await?;
-    let bridge = SyncIoBridge::new(reader);
+    // A blob is read no further than one byte past the size its descriptor gives (a blob
+    // longer than declared then fails its digest check rather than streaming for ever); a
+    // descriptor without a size (0, as some archives write) is read to its end.
+    let bound = match d.size {
+        0 => u64::MAX,
+        size => size.saturating_add(1),
+    };
+    let bridge = SyncIoBridge::new(reader.take(bound));
     let digest = d.digest.clone();
     let describe = store.describe();
     let joined =
@@ -290,7 +341,9 @@ mod tests {
         let (store, top) = fan_out(dir.path(), 3, 1);
         let read = read(&store, top, "three", None).await.unwrap();
         assert_eq!(read.images.len(), 3);
-        assert_eq!(store.manifests.load(Ordering::Relaxed), 3);
+        // One image under three platforms: fetched once, its config and layer once.
+        assert_eq!(store.manifests.load(Ordering::Relaxed), 1);
+        assert_eq!(store.blobs.load(Ordering::Relaxed), 2);
         let listed: Vec<String> = read
             .images
             .iter()
@@ -299,6 +352,59 @@ mod tests {
         assert_eq!(
             listed,
             ["linux/amd64/x0", "linux/amd64/x1", "linux/amd64/x2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_image_under_four_thousand_platforms_is_fetched_and_scanned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, top) = fan_out(dir.path(), crate::oci::visits::MAX_MANIFESTS - 1, 1);
+        let read = read(&store, top, "wide", None).await.unwrap();
+        assert_eq!(read.images.len(), crate::oci::visits::MAX_MANIFESTS - 1);
+        assert_eq!(store.manifests.load(Ordering::Relaxed), 1);
+        assert_eq!(store.blobs.load(Ordering::Relaxed), 2);
+        // Every copy shares the one config and layer summary read.
+        assert!(Arc::ptr_eq(
+            &read.images[0].config,
+            &read.images[4094].config
+        ));
+        assert!(Arc::ptr_eq(
+            &read.images[0].layers[0],
+            &read.images[4094].layers[0]
+        ));
+    }
+
+    #[tokio::test]
+    async fn configs_past_the_per_read_budget_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let padding = " ".repeat((MAX_CONFIG_BYTES - 100) as usize);
+        let entries: Vec<_> = (0..(MAX_CONFIG_BYTES_PER_READ / MAX_CONFIG_BYTES + 1))
+            .map(|i| {
+                let text = format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"n":{i}}}{padding}"#);
+                let mut config = put(&layout, text.as_bytes());
+                config["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
+                let manifest = json!({"schemaVersion": 2, "config": config, "layers": [],
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json"});
+                let mut entry = put(&layout, manifest.to_string().as_bytes());
+                entry["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
+                entry["platform"] = json!({"os": "linux", "architecture": "amd64", "variant": format!("x{i}")});
+                entry
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "manifests": entries}).to_string();
+        let top = RawManifest {
+            digest: sha256(index.as_bytes()),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            bytes: index.into_bytes(),
+        };
+        let err = read(&layout, top, "heavy", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("configs of heavy total more than 134217728 bytes"),
+            "{err}"
         );
     }
 

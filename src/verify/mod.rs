@@ -6,7 +6,9 @@
 //! neither coverage nor findings. With `--deep`, each complete child's layers are pulled
 //! and given the content check ([`crate::check::check_store`]) too.
 
-use std::collections::HashSet;
+mod child;
+
+use std::collections::{HashMap, HashSet};
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -14,13 +16,12 @@ use serde::Serialize;
 use crate::check::{self, CheckOptions, CheckReport};
 use crate::finding::{Finding, FindingKind};
 use crate::image::ImageError;
-use crate::oci::config::MAX_CONFIG_BYTES;
 use crate::oci::documents::REFERENCE_DIGEST;
 use crate::oci::media_types as mt;
 use crate::oci::visits::MAX_MANIFESTS;
-use crate::oci::{Descriptor, ImageConfig, ImageManifest, Index};
+use crate::oci::{Descriptor, Index};
 use crate::platform::Platform;
-use crate::store::{self, RawManifest, Store, StoreError};
+use crate::store::{RawManifest, Store, StoreError};
 
 /// How many children of an index are fetched and checked at once.
 const CHILDREN_AT_ONCE: usize = 16;
@@ -147,13 +148,22 @@ async fn verify_structure<S: Store>(
             report.findings.push(missing(&image, want, &present));
         }
     }
-    // A few children at a time: each holds its manifest (up to 4 MiB) while it is checked.
-    let checks: Vec<_> = futures_util::stream::iter(&entries)
-        .map(|entry| verify_entry(store, &image, entry))
+    // Each distinct child once, a few at a time (each holds its manifest, up to 4 MiB,
+    // while it is read), then judged per entry: one image may be listed under many platforms.
+    let mut seen = HashSet::new();
+    let distinct: Vec<&str> = entries
+        .iter()
+        .map(|e| e.digest.as_str())
+        .filter(|d| seen.insert(*d))
+        .collect();
+    let fetched: HashMap<String, child::Fetched> = futures_util::stream::iter(distinct)
+        .map(|digest| child::fetch(store, digest))
         .buffered(CHILDREN_AT_ONCE)
+        .map(|f| (f.digest.clone(), f))
         .collect()
         .await;
-    for (child, findings) in checks {
+    for entry in entries {
+        let (child, findings) = child::judge(&image, &fetched[&entry.digest], Some(entry));
         report.children.extend(child);
         report.findings.extend(findings);
     }
@@ -169,7 +179,8 @@ async fn verify_single<S: Store>(
     required: &[Platform],
     report: &mut VerifyReport,
 ) {
-    let (child, findings) = check_child(store, top, None).await;
+    let fetched = child::fetch_from(store, top).await;
+    let (child, findings) = child::judge(image, &fetched, None);
     if required.len() > 1 {
         report.findings.push(
             Finding::error(
@@ -195,40 +206,6 @@ async fn verify_single<S: Store>(
     report.children.extend(child);
 }
 
-/// One entry of the index: its manifest fetched (size and digest checked) and verified.
-async fn verify_entry<S: Store>(
-    store: &S,
-    image: &str,
-    entry: &Descriptor,
-) -> (Option<ChildReport>, Vec<Finding>) {
-    match store.manifest(&entry.digest).await {
-        Ok(child) => {
-            let mut extra = Vec::new();
-            if child.bytes.len() as u64 != entry.size {
-                extra.push(broken(
-                    image,
-                    entry,
-                    format!(
-                        "the index says {} bytes, the manifest has {}",
-                        entry.size,
-                        child.bytes.len()
-                    ),
-                ));
-            }
-            let (report, mut findings) = check_child(store, &child, Some(entry)).await;
-            findings.extend(extra);
-            (report, findings)
-        }
-        Err(e @ (StoreError::NotFound { .. } | StoreError::DigestMismatch { .. })) => {
-            (None, vec![broken(image, entry, e.to_string())])
-        }
-        Err(e) => (
-            None,
-            vec![broken(image, entry, format!("could not be fetched: {e}"))],
-        ),
-    }
-}
-
 /// Runs the content check on every child that verified without a broken reference (a
 /// missing layer is already reported; pulling it again would only fail). A layer whose bytes
 /// do not match its digest, or that is not a readable tar, is a broken reference too; other
@@ -244,35 +221,52 @@ async fn check_contents<S: Store>(
         .filter(|f| f.kind == FindingKind::BrokenReference)
         .map(|f| f.platform.clone())
         .collect();
-    for child in report.children.clone() {
+    // Children grouped by image: an index may list one image under many platforms, and
+    // each is read once and checked per platform.
+    let mut by_image: Vec<(String, Vec<Platform>)> = Vec::new();
+    let mut position: HashMap<String, usize> = HashMap::new();
+    for child in &report.children {
         let key = Some(child.platform.clone());
         if already_broken.contains(&key) || already_broken.contains(&None) {
             continue;
         }
-        let manifest = store.manifest(&child.digest).await?;
-        let wanted = std::slice::from_ref(&child.platform);
-        let checked = check::check_store(store, manifest, &report.reference, Some(wanted), opts);
-        let why = match checked.await {
-            Ok(reports) => {
-                for mut r in reports {
-                    // verify has compared the config with the index entry already.
-                    r.findings
-                        .retain(|f| f.kind != FindingKind::ConfigPlatformMismatch);
-                    report.findings.extend(r.findings.iter().cloned());
-                    report.content.push(r);
+        match position.get(&child.digest) {
+            Some(&at) => by_image[at].1.push(child.platform.clone()),
+            None => {
+                position.insert(child.digest.clone(), by_image.len());
+                by_image.push((child.digest.clone(), vec![child.platform.clone()]));
+            }
+        }
+    }
+    for (digest, platforms) in by_image {
+        let manifest = store.manifest(&digest).await?;
+        let checked =
+            check::check_image_for(store, manifest, &report.reference, &platforms, opts).await;
+        let why = match checked {
+            Ok(per_platform) => {
+                for reports in per_platform {
+                    for mut r in reports {
+                        // verify has compared the config with the index entry already.
+                        r.findings
+                            .retain(|f| f.kind != FindingKind::ConfigPlatformMismatch);
+                        report.findings.extend(r.findings.iter().cloned());
+                        report.content.push(r);
+                    }
                 }
                 continue;
             }
-            Err(e) => content_failure(e, store, &child.digest)?,
+            Err(e) => content_failure(e, store, &digest)?,
         };
         let own = Descriptor {
-            digest: child.digest.clone(),
+            digest: digest.clone(),
             ..Default::default()
         };
-        report.findings.push(
-            broken(&report.reference, &own, format!("its content: {why}"))
-                .with_platform(&child.platform),
-        );
+        for platform in &platforms {
+            report.findings.push(
+                broken(&report.reference, &own, format!("its content: {why}"))
+                    .with_platform(platform),
+            );
+        }
     }
     Ok(())
 }
@@ -332,101 +326,6 @@ fn broken(image: &str, entry: &Descriptor, why: String) -> Finding {
         f = f.with_platform(&p);
     }
     f
-}
-
-/// Checks one image manifest: its config (fetched and parsed) and every layer's existence
-/// and size; compares the config's platform with the index entry's.
-async fn check_child<S: Store>(
-    store: &S,
-    manifest: &RawManifest,
-    entry: Option<&Descriptor>,
-) -> (Option<ChildReport>, Vec<Finding>) {
-    let image = store.describe();
-    let doc: ImageManifest = match serde_json::from_slice(&manifest.bytes) {
-        Ok(d) => d,
-        Err(e) => {
-            let d = entry.cloned().unwrap_or(Descriptor {
-                digest: manifest.digest.clone(),
-                ..Default::default()
-            });
-            return (
-                None,
-                vec![broken(&image, &d, format!("not an image manifest: {e}"))],
-            );
-        }
-    };
-    let mut findings = Vec::new();
-    let config = fetch_config(store, &doc.config).await;
-    let config_platform = config.as_ref().ok().map(ImageConfig::platform);
-    let declared = entry.and_then(Descriptor::platform);
-    let platform = declared
-        .clone()
-        .or(config_platform.clone())
-        .unwrap_or_else(|| Platform::from_parts_lenient("unknown", "unknown", None));
-    let own = Descriptor {
-        digest: manifest.digest.clone(),
-        platform: entry.and_then(|e| e.platform.clone()),
-        ..Default::default()
-    };
-    match (&config, &declared, &config_platform) {
-        (Err(why), _, _) => findings.push(broken(&image, &own, format!("config {}: {why}", doc.config.digest))),
-        (Ok(_), Some(d), Some(c)) if d != c => findings.push(
-            Finding::error(
-                FindingKind::ConfigPlatformMismatch,
-                format!("{image}: the {d} entry {} has a config for {c}: runtimes that trust the config run it as {c}", manifest.digest),
-            )
-            .with_platform(d)
-            .with_image(&image)
-            .with_expected_actual(d, c),
-        ),
-        _ => {}
-    }
-    let sizes =
-        futures_util::future::join_all(doc.layers.iter().map(|l| store.blob_size(&l.digest))).await;
-    for (layer, size) in doc.layers.iter().zip(sizes) {
-        let problem = match size {
-            Ok(Some(s)) if s == layer.size => None,
-            Ok(Some(s)) => Some(format!(
-                "layer {} has {s} bytes, the manifest says {}",
-                layer.digest, layer.size
-            )),
-            Ok(None) => Some(format!("layer {} does not exist", layer.digest)),
-            Err(e) => Some(format!("layer {} could not be checked: {e}", layer.digest)),
-        };
-        if let Some(why) = problem {
-            findings.push(broken(&image, &own, why).with_layer(&layer.digest));
-        }
-    }
-    let report = ChildReport {
-        platform,
-        digest: manifest.digest.clone(),
-        media_type: manifest.media_type.clone(),
-        size: manifest.bytes.len() as u64,
-        config_digest: Some(doc.config.digest.clone()),
-        config_platform,
-        layers: doc.layers.len(),
-        compressed_size: doc.layers.iter().map(|l| l.size).sum(),
-    };
-    (Some(report), findings)
-}
-
-/// Fetches and parses a config blob, checking its digest and size.
-async fn fetch_config<S: Store>(store: &S, d: &Descriptor) -> Result<ImageConfig, String> {
-    let bytes = store::read_small_blob(store, &d.digest, "config", MAX_CONFIG_BYTES)
-        .await
-        .map_err(|e| match e {
-            StoreError::DigestMismatch { actual, .. } => format!("has digest {actual}"),
-            StoreError::Io { source, .. } => format!("could not be read: {source}"),
-            e => e.to_string(),
-        })?;
-    if bytes.len() as u64 != d.size {
-        return Err(format!(
-            "has {} bytes, the manifest says {}",
-            bytes.len(),
-            d.size
-        ));
-    }
-    ImageConfig::parse(&bytes).map_err(|e| format!("is not a valid image config: {e}"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::oci::{digest, DescriptorPlatform, Layout};
+use crate::oci::{digest, DescriptorPlatform, ImageManifest, Layout};
 use crate::publish::assemble::{self, Child, Compression, IndexFormat, Layer};
 
 fn p(s: &str) -> Platform {
@@ -212,4 +212,105 @@ async fn an_index_of_more_manifests_than_the_limit_is_refused() {
         err.contains("lists 4097 manifests") && err.contains("at most 4096"),
         "{err}"
     );
+}
+
+/// A layout that counts the manifests and blobs read from it.
+struct Counting {
+    layout: Layout,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Store for Counting {
+    async fn manifest(&self, reference: &str) -> Result<RawManifest, StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.layout.manifest(reference).await
+    }
+    async fn blob_size(&self, digest: &str) -> Result<Option<u64>, StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.layout.blob_size(digest).await
+    }
+    async fn blob(&self, digest: &str) -> Result<crate::store::BlobReader, StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.layout.blob(digest).await
+    }
+    fn describe(&self) -> String {
+        self.layout.describe()
+    }
+}
+
+#[tokio::test]
+async fn one_image_under_many_platforms_is_read_once_and_judged_per_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    let amd = image(&layout, "linux/amd64", "linux/amd64", IndexFormat::Oci);
+    let entry = serde_json::json!({"mediaType": amd.manifest.media_type,
+        "digest": amd.manifest.digest, "size": amd.manifest.bytes.len()});
+    let mut entries: Vec<_> = ["amd64", "arm64", "386"]
+        .iter()
+        .map(|arch| {
+            let mut e = entry.clone();
+            e["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+            e
+        })
+        .collect();
+    // The same image again under its own platform, with a size that lies.
+    let mut liar = entry.clone();
+    liar["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64", "variant": "v2"});
+    liar["size"] = serde_json::json!(1);
+    entries.push(liar);
+    let bytes = serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": mt::OCI_INDEX, "manifests": entries}),
+    )
+    .unwrap();
+    let index = RawManifest {
+        digest: digest::sha256(&bytes),
+        media_type: mt::OCI_INDEX.into(),
+        bytes,
+    };
+    layout.tag(&["many".into()], &index).unwrap();
+    let store = Counting {
+        layout,
+        reads: Default::default(),
+    };
+    let deep = VerifyOptions {
+        deep: Some(CheckOptions::default()),
+    };
+    let r = verify(&store, "many", &[p("linux/amd64")], &deep)
+        .await
+        .unwrap();
+    // The tag, then the child's manifest, config and layer size once; --deep reads the
+    // child's manifest, config and layer once more.
+    assert_eq!(store.reads.load(std::sync::atomic::Ordering::Relaxed), 7);
+    assert_eq!(r.children.len(), 4);
+    let platforms: Vec<String> = r.children.iter().map(|c| c.platform.to_string()).collect();
+    assert_eq!(
+        platforms,
+        ["linux/amd64", "linux/arm64", "linux/386", "linux/amd64/v2"]
+    );
+    // Judged per entry: the arm64, 386 and amd64/v2 entries name a plain amd64 config; the
+    // last one's size is wrong.
+    let mismatched: Vec<String> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::ConfigPlatformMismatch)
+        .map(|f| f.platform.as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(mismatched, ["linux/arm64", "linux/386", "linux/amd64/v2"]);
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::BrokenReference
+            && f.message.contains("the index says 1 bytes")));
+    // The content check read the image once and reported it (its layer is not gzip) for
+    // each entry without a broken reference already.
+    let content: Vec<String> = r
+        .findings
+        .iter()
+        .filter(|f| f.message.contains("its content: layer"))
+        .map(|f| f.platform.as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(content, ["linux/amd64", "linux/arm64", "linux/386"]);
 }

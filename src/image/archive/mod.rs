@@ -200,7 +200,7 @@ fn assemble(
         listed_platform: None,
         manifest_digest: None,
         config_digest: Some(oci::sha256(config)),
-        config: config.clone(),
+        config: config.as_slice().into(),
         layers,
     })
 }
@@ -270,7 +270,7 @@ fn from_index(contents: &Contents, name: &str) -> Result<Vec<ImageInput>, ImageE
             listed_platform: listed,
             manifest_digest: Some(oci::sha256(bytes)),
             config_digest: Some(config.digest.clone()),
-            config: config_bytes.clone(),
+            config: config_bytes.as_slice().into(),
             layers,
         });
     }
