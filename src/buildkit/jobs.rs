@@ -6,8 +6,8 @@
 //! no-change rebuild. On failure or cancellation the temporary tags are removed and nothing is
 //! named like a finished result.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::future::join_all;
@@ -21,7 +21,7 @@ use crate::reference::ImageRef;
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
 use super::events::{BuildEvent, JobLabel};
 use super::fingerprint::{self, CacheEntry};
-use super::{bases, labels, BuildError, BuildOptions, BuiltImage, Job};
+use super::{bases, labels, BuildError, BuildOptions, BuiltImage, Job, LostBuilder};
 use crate::dockerfile::{self, Dockerfile};
 
 /// Two builds per endpoint: one build mostly waits on one thing at a time (the context upload,
@@ -74,6 +74,7 @@ fn platform_slug(platform: &Platform) -> String {
 }
 
 /// What is known about a request before it is built.
+#[derive(Clone)]
 struct Prepared {
     dockerfile: Dockerfile,
     native: Result<Platform, BuildError>,
@@ -118,33 +119,37 @@ pub async fn run<E: BuildEngine>(
     let mut job_bases = resolve_bases(&requests, &dockerfiles, options)
         .await
         .into_iter();
-    let jobs = requests.iter().zip(dockerfiles).enumerate().map(
-        |(index, (request, dockerfile))| {
-            let prepared = Prepared {
-                dockerfile,
-                native: natives[&request.builder.url].clone(),
-                bases: job_bases.next().unwrap_or_default(),
-            };
-            let semaphore = semaphores[&request.builder.url].clone();
-            let (events, cancel) = (events.clone(), cancel.clone());
-            async move {
-                let result = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => Err(BuildError::Cancelled),
-                    permit = semaphore.acquire_owned() => {
-                        let _permit = permit.expect("semaphore never closed");
-                        build_one(engine, index, request, prepared, options, &events, &cancel).await
-                    }
+    let lost = LostBuilders::default();
+    let jobs =
+        requests
+            .iter()
+            .zip(dockerfiles)
+            .enumerate()
+            .map(|(index, (request, dockerfile))| {
+                let prepared = Prepared {
+                    dockerfile,
+                    native: natives[&request.builder.url].clone(),
+                    bases: job_bases.next().unwrap_or_default(),
                 };
-                if let Err(err) = &result {
-                    if *err != BuildError::Cancelled {
-                        report_failure(&events, JobLabel::of(request, index), err).await;
+                let (events, cancel) = (events.clone(), cancel.clone());
+                let (semaphores, natives, lost) = (&semaphores, &natives, &lost);
+                async move {
+                    let result = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => Err(BuildError::Cancelled),
+                        result = build_handing_over(
+                            engine, index, request, prepared, options, &events, &cancel,
+                            Builders { semaphores, natives, lost },
+                        ) => result,
+                    };
+                    if let Err(err) = &result {
+                        if *err != BuildError::Cancelled {
+                            report_failure(&events, JobLabel::of(request, index), err).await;
+                        }
                     }
+                    result
                 }
-                result
-            }
-        },
-    );
+            });
     let results = join_all(jobs).await;
 
     let mut built = Vec::new();
@@ -155,6 +160,22 @@ pub async fn run<E: BuildEngine>(
             Err(err) => failures.push((JobLabel::of(&requests[index], index), err)),
         }
     }
+    // A lost builder is not asked to remove anything: one cut off would keep the run
+    // waiting for the request timeout.
+    built.retain(|image| {
+        let gone = lost.contains(&image.endpoint_url);
+        if gone {
+            failures.push((
+                JobLabel::of(&requests[image.index], image.index),
+                BuildError::BuilderLost {
+                    endpoint: image.endpoint_url.clone(),
+                    step: None,
+                    reason: "this job had finished on it, but its image is there no more to be named and published".into(),
+                },
+            ));
+        }
+        !gone
+    });
     if cancel.is_cancelled() || !failures.is_empty() {
         release(engine, &built).await;
         if cancel.is_cancelled() {
@@ -169,6 +190,125 @@ pub async fn run<E: BuildEngine>(
         release(engine, &built).await;
     }
     Ok(built)
+}
+
+/// What a job needs to know of the run's builders to build on one and hand over to another.
+#[derive(Clone, Copy)]
+struct Builders<'a> {
+    semaphores: &'a HashMap<String, Arc<Semaphore>>,
+    natives: &'a probe::Answers,
+    lost: &'a LostBuilders,
+}
+
+/// The builders lost during the run (killed, or silent past the watchdog's limit): no job
+/// starts on them any more and nothing is asked of them again.
+#[derive(Default)]
+struct LostBuilders(Mutex<HashSet<String>>);
+
+impl LostBuilders {
+    fn add(&self, endpoint: &str) {
+        let mut lost = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lost.insert(endpoint.to_string());
+    }
+
+    fn contains(&self, endpoint: &str) -> bool {
+        let lost = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lost.contains(endpoint)
+    }
+}
+
+/// Builds `request` on its builder, and when that builder is lost during the build (or was
+/// lost before the job started), builds it again from the start on the next of its
+/// platform's builders that answers ([`BuildEvent::JobMoved`] with `restarted`). With no
+/// builder left the job fails with the lost builder's error.
+#[allow(clippy::too_many_arguments)]
+async fn build_handing_over<E: BuildEngine>(
+    engine: &E,
+    index: usize,
+    request: &Job,
+    prepared: Prepared,
+    options: &BuildOptions,
+    events: &mpsc::Sender<BuildEvent>,
+    cancel: &CancellationToken,
+    builders: Builders<'_>,
+) -> Result<BuiltImage, BuildError> {
+    let mut request = request.clone();
+    let mut lost_on = Vec::new();
+    loop {
+        let endpoint = request.builder.url.clone();
+        let permit = builders.semaphores[&endpoint].clone().acquire_owned().await;
+        let permit = permit.expect("semaphore never closed");
+        let result = if builders.lost.contains(&endpoint) {
+            Err(BuildError::BuilderLost {
+                endpoint: endpoint.clone(),
+                step: None,
+                reason: "it was lost during another job of this run".into(),
+            })
+        } else {
+            let prepared = Prepared {
+                native: builders.natives[&endpoint].clone(),
+                ..prepared.clone()
+            };
+            build_one(engine, index, &request, prepared, options, events, cancel).await
+        };
+        let lost = match result {
+            Ok(mut image) => {
+                image.lost_builders = lost_on;
+                return Ok(image);
+            }
+            Err(BuildError::BuilderLost {
+                endpoint,
+                step,
+                reason,
+            }) => LostBuilder {
+                endpoint,
+                step,
+                reason,
+            },
+            Err(other) => return Err(other),
+        };
+        drop(permit);
+        builders.lost.add(&lost.endpoint);
+        let Some(next) = next_builder(engine, &mut request, builders).await else {
+            return Err(lost.into_error());
+        };
+        let _ = events
+            .send(BuildEvent::JobMoved {
+                job: JobLabel::of(&request, index),
+                from: lost.endpoint.clone(),
+                to: next,
+                reason: lost.what_happened(),
+                restarted: true,
+            })
+            .await;
+        lost_on.push(lost);
+    }
+}
+
+/// Makes the first of `request`'s alternates that is not lost and answers a ping its builder,
+/// and returns its URL; `None` when there is none.
+async fn next_builder<E: BuildEngine>(
+    engine: &E,
+    request: &mut Job,
+    builders: Builders<'_>,
+) -> Option<String> {
+    while !request.alternates.is_empty() {
+        let candidate = request.alternates.remove(0);
+        let url = candidate.url.clone();
+        let usable =
+            builders.natives.get(&url).is_some_and(Result::is_ok) && !builders.lost.contains(&url);
+        if !usable {
+            continue;
+        }
+        let ping = tokio::time::timeout(watchdog::PING_TIMEOUT, engine.ping(&url)).await;
+        if !matches!(ping, Ok(Ok(()))) {
+            builders.lost.add(&url);
+            continue;
+        }
+        request.builder = candidate;
+        return Some(url);
+    }
+    None
 }
 
 /// Tells the progress that `job` failed, with the failing step's last log lines.
@@ -308,6 +448,7 @@ async fn build_one<E: BuildEngine>(
         reused: reused.is_some(),
         emulated,
         context_bytes: output.context_bytes,
+        lost_builders: Vec::new(),
     })
 }
 
@@ -398,8 +539,10 @@ async fn build_or_reuse<E: BuildEngine>(
             context_bytes: 0,
         });
     }
-    match engine.build(job, events, cancel).await {
+    match watchdog::build(engine, job, events, cancel).await {
         Ok(output) => Ok(output),
+        // A lost builder is not asked anything more: one cut off would not answer.
+        Err(err @ BuildError::BuilderLost { .. }) => Err(err),
         Err(err) => {
             // A build cut off late may already carry its temporary tag.
             let _ = engine.untag(endpoint, &job.temporary_tag).await;
@@ -433,7 +576,8 @@ async fn name_result<E: BuildEngine>(
     request: &Job,
     natives: &HashMap<String, Result<Platform, BuildError>>,
 ) -> Result<(), BuildError> {
-    let endpoint = &request.builder.url;
+    // The builder that built it: the job's own, or the one it was handed to.
+    let endpoint = &image.endpoint_url;
     engine
         .tag(endpoint, &image.image_id, &request.platform_tag)
         .await?;
@@ -458,3 +602,4 @@ pub async fn release<E: BuildEngine>(engine: &E, images: &[BuiltImage]) {
 mod probe;
 #[cfg(test)]
 mod tests;
+pub mod watchdog;
