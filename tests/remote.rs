@@ -547,6 +547,110 @@ async fn a_builder_killed_during_a_build_fails_its_job_and_publishes_nothing() {
     forget_survivor();
 }
 
+/// Removes the final names a finished run gives the surviving job in the local daemon.
+fn forget_survivor() {
+    let _ = Command::new("docker")
+        .args(["rmi", "archbuild-local/survivor:1.0-linux-arm64"])
+        .output();
+}
+
+#[tokio::test]
+async fn one_platform_over_ssh_and_one_over_tls_with_file_sync_then_pulled() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let Some(ca) = Certificates::new() else {
+        return;
+    };
+    let (Some(tls_host), Some(ssh_host)) = (TlsHost::start(&ca, 0), TlsHost::start(&ca, 1)) else {
+        return;
+    };
+    let Some(ssh) = ssh_host.start_sshd() else {
+        return;
+    };
+    let p = Project::new();
+    let repository = format!("{}/team/{}", registry.addr, unique("ssh"));
+    two_platform_project(&p, &repository, &tls_host.url, &ssh.url, "over ssh");
+    let build = |other_key: bool| {
+        let mut cmd = p.command(&["build", "--push", "--json", "--progress", "plain"]);
+        cmd.env("PATH", ssh.path(other_key));
+        tls(&mut cmd, ca.path())
+    };
+    let out = build(false);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!("building on {}", ssh.url)),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tar upload"),
+        "file sync, not a tar: {stderr}"
+    );
+    let first = context_bytes(&json_of(&out));
+    assert!(
+        first.iter().all(|(_, b)| *b >= 3 << 20),
+        "the whole context went: {first:?}"
+    );
+    // The ssh host's daemon has the arm64 image: it was built there.
+    let images = run_ok(
+        Command::new("docker")
+            .args(["-H", &format!("unix://{}", ssh_host.socket().display())])
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+    );
+    assert!(
+        String::from_utf8_lossy(&images.stdout).contains("linux-arm64"),
+        "{}",
+        String::from_utf8_lossy(&images.stdout)
+    );
+
+    // File sync over ssh as over TLS: a one-line change sends about that line.
+    p.write("app/note.txt", "second\n");
+    let out = build(false);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let second = context_bytes(&json_of(&out));
+    assert!(
+        second.iter().all(|(_, b)| *b < 64 << 10),
+        "only the change went: {second:?}"
+    );
+
+    let reference = format!("{repository}:1.0");
+    let verify = p.archbuild(&[
+        "verify",
+        &reference,
+        "--platform",
+        "linux/amd64,linux/arm64",
+    ]);
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &reference])
+        .output();
+    run_ok(Command::new("docker").args(["pull", "-q", "--platform", "linux/arm64", &reference]));
+    let inspect = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Architecture}}",
+        &reference,
+    ]));
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "arm64");
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &reference])
+        .output();
+
+    // A key the server does not take: ssh's own words, the endpoint, exit 2, nothing built.
+    p.write("app/note.txt", "third\n");
+    let out = build(true);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&ssh.url), "{stderr}");
+    assert!(stderr.contains("Permission denied (publickey)"), "{stderr}");
+    assert!(!stderr.contains("building on"), "{stderr}");
+}
+
 /// The one-image project of the lost-builder tests: `slow` for linux/amd64, whose `RUN`
 /// sleeps on the `nap` base image, on the builders `builders` (a TOML value).
 fn slow_project(p: &Project, base: &str, repository: &str, builders: &str) {
@@ -762,108 +866,4 @@ fn forget_bystander() {
     let _ = Command::new("docker")
         .args(["rmi", "archbuild-local/bystander:1.0-linux-arm64"])
         .output();
-}
-
-/// Removes the final names a finished run gives the surviving job in the local daemon.
-fn forget_survivor() {
-    let _ = Command::new("docker")
-        .args(["rmi", "archbuild-local/survivor:1.0-linux-arm64"])
-        .output();
-}
-
-#[tokio::test]
-async fn one_platform_over_ssh_and_one_over_tls_with_file_sync_then_pulled() {
-    let Some(_docker) = docker().await else {
-        return;
-    };
-    let Some(registry) = Registry::start() else {
-        return;
-    };
-    let Some(ca) = Certificates::new() else {
-        return;
-    };
-    let (Some(tls_host), Some(ssh_host)) = (TlsHost::start(&ca, 0), TlsHost::start(&ca, 1)) else {
-        return;
-    };
-    let Some(ssh) = ssh_host.start_sshd() else {
-        return;
-    };
-    let p = Project::new();
-    let repository = format!("{}/team/{}", registry.addr, unique("ssh"));
-    two_platform_project(&p, &repository, &tls_host.url, &ssh.url, "over ssh");
-    let build = |other_key: bool| {
-        let mut cmd = p.command(&["build", "--push", "--json", "--progress", "plain"]);
-        cmd.env("PATH", ssh.path(other_key));
-        tls(&mut cmd, ca.path())
-    };
-    let out = build(false);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        stderr.contains(&format!("building on {}", ssh.url)),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("tar upload"),
-        "file sync, not a tar: {stderr}"
-    );
-    let first = context_bytes(&json_of(&out));
-    assert!(
-        first.iter().all(|(_, b)| *b >= 3 << 20),
-        "the whole context went: {first:?}"
-    );
-    // The ssh host's daemon has the arm64 image: it was built there.
-    let images = run_ok(
-        Command::new("docker")
-            .args(["-H", &format!("unix://{}", ssh_host.socket().display())])
-            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]),
-    );
-    assert!(
-        String::from_utf8_lossy(&images.stdout).contains("linux-arm64"),
-        "{}",
-        String::from_utf8_lossy(&images.stdout)
-    );
-
-    // File sync over ssh as over TLS: a one-line change sends about that line.
-    p.write("app/note.txt", "second\n");
-    let out = build(false);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let second = context_bytes(&json_of(&out));
-    assert!(
-        second.iter().all(|(_, b)| *b < 64 << 10),
-        "only the change went: {second:?}"
-    );
-
-    let reference = format!("{repository}:1.0");
-    let verify = p.archbuild(&[
-        "verify",
-        &reference,
-        "--platform",
-        "linux/amd64,linux/arm64",
-    ]);
-    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
-    let _ = Command::new("docker")
-        .args(["rmi", "-f", &reference])
-        .output();
-    run_ok(Command::new("docker").args(["pull", "-q", "--platform", "linux/arm64", &reference]));
-    let inspect = run_ok(Command::new("docker").args([
-        "image",
-        "inspect",
-        "--format",
-        "{{.Architecture}}",
-        &reference,
-    ]));
-    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "arm64");
-    let _ = Command::new("docker")
-        .args(["rmi", "-f", &reference])
-        .output();
-
-    // A key the server does not take: ssh's own words, the endpoint, exit 2, nothing built.
-    p.write("app/note.txt", "third\n");
-    let out = build(true);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&ssh.url), "{stderr}");
-    assert!(stderr.contains("Permission denied (publickey)"), "{stderr}");
-    assert!(!stderr.contains("building on"), "{stderr}");
 }

@@ -17,9 +17,9 @@ use super::super::BuildError;
 /// seconds of [`SILENT_FOR`], rarely enough that the pings cost a busy daemon nothing.
 pub const PING_EVERY: Duration = Duration::from_secs(2);
 
-/// How long one ping may take. A daemon on one busy core (a compiler in a `RUN` step beside it)
-/// answers in milliseconds; over `ssh://` the first ping also opens the ssh connection, which
-/// takes a second or two on a slow link.
+/// How long one ping may take: `/_ping` is the daemon's cheapest request, and 3 s leaves room
+/// for a host busy with a build and, over `ssh://`, for the first ping opening its ssh
+/// connection.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long the builder may go without answering before its job fails: several missed pings
