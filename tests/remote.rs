@@ -672,8 +672,34 @@ fn registry_has(registry: &Registry, repository: &str, tag: &str) -> Option<u16>
     http_head(&registry.addr, &format!("/v2/{path}/manifests/{tag}"))
 }
 
+/// How a test cuts a builder off without closing its connections.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// Its daemon frozen (SIGSTOP).
+    Freeze,
+    /// Every packet into and out of its namespace dropped (iptables).
+    DropPackets,
+}
+
 #[tokio::test]
-async fn a_builder_cut_off_during_a_build_fails_its_job_within_seconds() {
+async fn a_builder_whose_daemon_freezes_during_a_build_fails_its_job_within_seconds() {
+    a_builder_cut_off_during_a_build_fails_its_job_within_seconds(Cut::Freeze, "frozen").await;
+}
+
+#[tokio::test]
+async fn a_builder_whose_network_drops_packets_during_a_build_fails_its_job_within_seconds() {
+    if require("iptables (Debian package iptables)", which("iptables")).is_none() {
+        return;
+    }
+    a_builder_cut_off_during_a_build_fails_its_job_within_seconds(Cut::DropPackets, "dropped")
+        .await;
+}
+
+/// A build on a host that is cut off (`how`) while a `RUN` step sleeps fails within seconds,
+/// with the step named, and publishes nothing; the job on the local daemon, the image
+/// `bystander-NAME`, finishes but is neither published nor left named.
+async fn a_builder_cut_off_during_a_build_fails_its_job_within_seconds(how: Cut, name: &str) {
+    let bystander = format!("bystander-{name}");
     let Some(_docker) = docker().await else {
         return;
     };
@@ -686,7 +712,7 @@ async fn a_builder_cut_off_during_a_build_fails_its_job_within_seconds() {
     let Some(host) = TlsHost::start(&ca, 1) else {
         return;
     };
-    forget_bystander();
+    forget(&bystander);
     let p = Project::new();
     let base = import_nap_base(&host, &p);
     let repository = format!("{}/team/{}", registry.addr, unique("cutoff"));
@@ -696,16 +722,20 @@ async fn a_builder_cut_off_during_a_build_fails_its_job_within_seconds() {
     let mut file = std::fs::read_to_string(p.path().join("archbuild.toml")).unwrap();
     file = file.replace(
         "[builders]\n",
-        &format!("[images.bystander]\ncontext = \"bystander\"\nplatforms = [\"linux/arm64\"]\nrepository = \"{repository}-bystander\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/arm64\" = \"unix:///var/run/docker.sock\"\n"),
+        &format!("[images.{bystander}]\ncontext = \"{bystander}\"\nplatforms = [\"linux/arm64\"]\nrepository = \"{repository}-{bystander}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/arm64\" = \"unix:///var/run/docker.sock\"\n"),
     );
     p.write("archbuild.toml", file);
-    p.write("bystander/Dockerfile", "FROM scratch\nCOPY note.txt /\n");
+    p.write(
+        &format!("{bystander}/Dockerfile"),
+        "FROM scratch\nCOPY note.txt /\n",
+    );
     // Content of its own: the same step as another test's job, built at the same time on
     // the same daemon, would be shared between the two builds and not count as cached there.
-    p.write("bystander/note.txt", unique("bystander"));
+    p.write(&format!("{bystander}/note.txt"), unique(&bystander));
 
-    // The daemon is frozen while the RUN step sleeps: its connections stay open and its
-    // port takes connections, but nothing answers, as behind a network that drops packets.
+    // The host is cut off while the RUN step sleeps: frozen, its connections stay open and
+    // its port takes connections, but nothing answers; behind dropped packets nothing at all
+    // comes back.
     let frozen_at = std::sync::Mutex::new(None);
     let out = run_and_act_on(
         with_tls(
@@ -714,19 +744,23 @@ async fn a_builder_cut_off_during_a_build_fails_its_job_within_seconds() {
         ),
         |line| line.starts_with("[slow linux/amd64]") && line.contains("RUN [\"/nap\"]"),
         || {
-            host.freeze_daemon();
+            match how {
+                Cut::Freeze => host.freeze_daemon(),
+                Cut::DropPackets => host.drop_packets(),
+            }
             *frozen_at.lock().unwrap() = Some(std::time::Instant::now());
         },
         std::time::Duration::from_secs(120),
     );
     let ended = std::time::Instant::now();
     host.resume_daemon();
+    host.pass_packets();
     let frozen_at = frozen_at
         .into_inner()
         .unwrap()
         .unwrap_or_else(|| panic!("the RUN step never started: {}", describe(&out)));
     let took = ended - frozen_at;
-    eprintln!("cut off to error: {:.1} s", took.as_secs_f64());
+    eprintln!("{how:?}: cut off to error: {:.1} s", took.as_secs_f64());
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -744,17 +778,17 @@ async fn a_builder_cut_off_during_a_build_fails_its_job_within_seconds() {
         took >= std::time::Duration::from_secs(9) && took < std::time::Duration::from_secs(25),
         "{took:?} from the cut to the error: {stderr}"
     );
-    for repo in [repository.clone(), format!("{repository}-bystander")] {
+    for repo in [repository.clone(), format!("{repository}-{bystander}")] {
         assert_eq!(registry_has(&registry, &repo, "1.0"), Some(404), "{repo}");
     }
     let local =
         run_ok(Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
     let listed = String::from_utf8_lossy(&local.stdout);
     assert!(
-        !listed.lines().any(|l| l.contains("bystander")),
+        !listed.lines().any(|l| l.contains(&bystander)),
         "names left on the surviving builder: {listed}"
     );
-    forget_bystander();
+    forget(&bystander);
 }
 
 #[tokio::test]
@@ -861,9 +895,9 @@ async fn a_builder_killed_during_a_build_hands_its_job_to_the_platforms_other_bu
     assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
 }
 
-/// Removes the final names a finished run would give the cut-off test's local job.
-fn forget_bystander() {
+/// Removes the final names a finished run would give the local job `image` of a cut-off test.
+fn forget(image: &str) {
     let _ = Command::new("docker")
-        .args(["rmi", "archbuild-local/bystander:1.0-linux-arm64"])
+        .args(["rmi", &format!("archbuild-local/{image}:1.0-linux-arm64")])
         .output();
 }

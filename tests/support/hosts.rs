@@ -312,6 +312,29 @@ impl TlsHost {
         self.signal_daemon("-CONT");
     }
 
+    /// Drops every packet into and out of the host's namespace: the host is cut off with its
+    /// connections open, as behind a network that fails silently. [`TlsHost::pass_packets`]
+    /// (or dropping the host, which deletes the namespace) lets them through again.
+    pub fn drop_packets(&self) {
+        for chain in ["INPUT", "OUTPUT"] {
+            run_ok(
+                Command::new("ip")
+                    .args(["netns", "exec", &self.netns, "iptables"])
+                    .args(["-I", chain, "-j", "DROP"]),
+            );
+        }
+    }
+
+    /// Undoes [`TlsHost::drop_packets`] (nothing when it was not done).
+    pub fn pass_packets(&self) {
+        for chain in ["INPUT", "OUTPUT"] {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &self.netns, "iptables"])
+                .args(["-D", chain, "-j", "DROP"])
+                .output();
+        }
+    }
+
     fn signal_daemon(&self, signal: &str) -> bool {
         let Some(child) = &self.child else {
             return false;
