@@ -6,8 +6,8 @@
 //! no-change rebuild. On failure or cancellation the temporary tags are removed and nothing is
 //! named like a finished result.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::join_all;
@@ -21,7 +21,7 @@ use crate::reference::ImageRef;
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
 use super::events::{BuildEvent, JobLabel};
 use super::fingerprint::{self, CacheEntry};
-use super::{bases, labels, BuildError, BuildOptions, BuiltImage, Job, LostBuilder};
+use super::{bases, labels, BuildError, BuildOptions, BuiltImage, Job};
 use crate::dockerfile::{self, Dockerfile};
 
 /// Two builds per endpoint: one build mostly waits on one thing at a time (the context upload,
@@ -119,7 +119,7 @@ pub async fn run<E: BuildEngine>(
     let mut job_bases = resolve_bases(&requests, &dockerfiles, options)
         .await
         .into_iter();
-    let lost = LostBuilders::default();
+    let lost = handover::LostBuilders::default();
     let jobs =
         requests
             .iter()
@@ -137,9 +137,9 @@ pub async fn run<E: BuildEngine>(
                     let result = tokio::select! {
                         biased;
                         _ = cancel.cancelled() => Err(BuildError::Cancelled),
-                        result = build_handing_over(
+                        result = handover::build(
                             engine, index, request, prepared, options, &events, &cancel,
-                            Builders { semaphores, natives, lost },
+                            handover::Builders { semaphores, natives, lost },
                         ) => result,
                     };
                     if let Err(err) = &result {
@@ -160,22 +160,25 @@ pub async fn run<E: BuildEngine>(
             Err(err) => failures.push((JobLabel::of(&requests[index], index), err)),
         }
     }
-    // A lost builder is not asked to remove anything: one cut off would keep the run
-    // waiting for the request timeout.
-    built.retain(|image| {
-        let gone = lost.contains(&image.endpoint_url);
-        if gone {
-            failures.push((
-                JobLabel::of(&requests[image.index], image.index),
-                BuildError::BuilderLost {
-                    endpoint: image.endpoint_url.clone(),
-                    step: None,
-                    reason: "this job had finished on it, but its image is there no more to be named and published".into(),
-                },
-            ));
+    // A job that finished on a builder lost later cannot be named or published from it, and
+    // a lost builder is not asked to remove anything: one cut off would keep the run waiting
+    // for the request timeout.
+    let (gone, kept): (Vec<BuiltImage>, Vec<BuiltImage>) = built
+        .into_iter()
+        .partition(|image| lost.contains(&image.endpoint_url));
+    built = kept;
+    for image in gone {
+        let job = JobLabel::of(&requests[image.index], image.index);
+        let err = BuildError::BuilderLost {
+            endpoint: image.endpoint_url,
+            step: None,
+            reason: "the job had finished on it, but its image can no longer be named and published from it".into(),
+        };
+        if !cancel.is_cancelled() {
+            report_failure(&events, job.clone(), &err).await;
         }
-        !gone
-    });
+        failures.push((job, err));
+    }
     if cancel.is_cancelled() || !failures.is_empty() {
         release(engine, &built).await;
         if cancel.is_cancelled() {
@@ -190,125 +193,6 @@ pub async fn run<E: BuildEngine>(
         release(engine, &built).await;
     }
     Ok(built)
-}
-
-/// What a job needs to know of the run's builders to build on one and hand over to another.
-#[derive(Clone, Copy)]
-struct Builders<'a> {
-    semaphores: &'a HashMap<String, Arc<Semaphore>>,
-    natives: &'a probe::Answers,
-    lost: &'a LostBuilders,
-}
-
-/// The builders lost during the run (killed, or silent past the watchdog's limit): no job
-/// starts on them any more and nothing is asked of them again.
-#[derive(Default)]
-struct LostBuilders(Mutex<HashSet<String>>);
-
-impl LostBuilders {
-    fn add(&self, endpoint: &str) {
-        let mut lost = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        lost.insert(endpoint.to_string());
-    }
-
-    fn contains(&self, endpoint: &str) -> bool {
-        let lost = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        lost.contains(endpoint)
-    }
-}
-
-/// Builds `request` on its builder, and when that builder is lost during the build (or was
-/// lost before the job started), builds it again from the start on the next of its
-/// platform's builders that answers ([`BuildEvent::JobMoved`] with `restarted`). With no
-/// builder left the job fails with the lost builder's error.
-#[allow(clippy::too_many_arguments)]
-async fn build_handing_over<E: BuildEngine>(
-    engine: &E,
-    index: usize,
-    request: &Job,
-    prepared: Prepared,
-    options: &BuildOptions,
-    events: &mpsc::Sender<BuildEvent>,
-    cancel: &CancellationToken,
-    builders: Builders<'_>,
-) -> Result<BuiltImage, BuildError> {
-    let mut request = request.clone();
-    let mut lost_on = Vec::new();
-    loop {
-        let endpoint = request.builder.url.clone();
-        let permit = builders.semaphores[&endpoint].clone().acquire_owned().await;
-        let permit = permit.expect("semaphore never closed");
-        let result = if builders.lost.contains(&endpoint) {
-            Err(BuildError::BuilderLost {
-                endpoint: endpoint.clone(),
-                step: None,
-                reason: "it was lost during another job of this run".into(),
-            })
-        } else {
-            let prepared = Prepared {
-                native: builders.natives[&endpoint].clone(),
-                ..prepared.clone()
-            };
-            build_one(engine, index, &request, prepared, options, events, cancel).await
-        };
-        let lost = match result {
-            Ok(mut image) => {
-                image.lost_builders = lost_on;
-                return Ok(image);
-            }
-            Err(BuildError::BuilderLost {
-                endpoint,
-                step,
-                reason,
-            }) => LostBuilder {
-                endpoint,
-                step,
-                reason,
-            },
-            Err(other) => return Err(other),
-        };
-        drop(permit);
-        builders.lost.add(&lost.endpoint);
-        let Some(next) = next_builder(engine, &mut request, builders).await else {
-            return Err(lost.into_error());
-        };
-        let _ = events
-            .send(BuildEvent::JobMoved {
-                job: JobLabel::of(&request, index),
-                from: lost.endpoint.clone(),
-                to: next,
-                reason: lost.what_happened(),
-                restarted: true,
-            })
-            .await;
-        lost_on.push(lost);
-    }
-}
-
-/// Makes the first of `request`'s alternates that is not lost and answers a ping its builder,
-/// and returns its URL; `None` when there is none.
-async fn next_builder<E: BuildEngine>(
-    engine: &E,
-    request: &mut Job,
-    builders: Builders<'_>,
-) -> Option<String> {
-    while !request.alternates.is_empty() {
-        let candidate = request.alternates.remove(0);
-        let url = candidate.url.clone();
-        let usable =
-            builders.natives.get(&url).is_some_and(Result::is_ok) && !builders.lost.contains(&url);
-        if !usable {
-            continue;
-        }
-        let ping = tokio::time::timeout(watchdog::PING_TIMEOUT, engine.ping(&url)).await;
-        if !matches!(ping, Ok(Ok(()))) {
-            builders.lost.add(&url);
-            continue;
-        }
-        request.builder = candidate;
-        return Some(url);
-    }
-    None
 }
 
 /// Tells the progress that `job` failed, with the failing step's last log lines.
@@ -599,6 +483,7 @@ pub async fn release<E: BuildEngine>(engine: &E, images: &[BuiltImage]) {
     }
 }
 
+mod handover;
 mod probe;
 #[cfg(test)]
 mod tests;

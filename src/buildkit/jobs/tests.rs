@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::buildkit::engine::{FakeCall, FakeEngine};
+use crate::buildkit::LostBuilder;
 
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
