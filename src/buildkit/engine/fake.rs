@@ -45,9 +45,9 @@ struct FakeState {
     down: BTreeSet<String>,
     /// Endpoints that stop answering once a build starts on them, the build left hanging.
     cut_off: BTreeSet<String>,
-    /// Endpoints that die once a build starts on them, the build failing as the connection
-    /// breaks.
-    killed: BTreeSet<String>,
+    /// Endpoints that die once a build starts on them (of any image, or of the one named),
+    /// the build failing as the connection breaks.
+    killed: BTreeMap<String, Option<String>>,
     pings: BTreeMap<String, usize>,
 }
 
@@ -100,7 +100,15 @@ impl FakeEngine {
     /// [`BuildError::BuilderLost`] in its first step and the daemon stays down.
     pub fn kill_during_build(&self, endpoint: &str) {
         let mut state = self.state.lock().unwrap();
-        state.killed.insert(endpoint.to_string());
+        state.killed.insert(endpoint.to_string(), None);
+    }
+
+    /// [`FakeEngine::kill_during_build`], once a build of `image` starts there.
+    pub fn kill_during_build_of(&self, endpoint: &str, image: &str) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .killed
+            .insert(endpoint.to_string(), Some(image.to_string()));
     }
 
     /// How many pings `endpoint` was sent.
@@ -171,7 +179,10 @@ impl BuildEngine for FakeEngine {
         let (cut_off, killed) = {
             let mut state = self.state.lock().unwrap();
             let cut_off = state.cut_off.contains(&endpoint);
-            let killed = state.killed.contains(&endpoint);
+            let killed = state
+                .killed
+                .get(&endpoint)
+                .is_some_and(|only| only.as_ref().is_none_or(|i| *i == job.request.image));
             if cut_off || killed {
                 state.down.insert(endpoint.clone());
             }

@@ -566,3 +566,50 @@ async fn a_builder_cut_off_mid_build_hands_its_jobs_to_the_platforms_other() {
     let lost: Vec<usize> = built.iter().map(|b| b.lost_builders.len()).collect();
     assert_eq!(lost, vec![1, 1]);
 }
+
+#[tokio::test]
+async fn a_job_finished_on_a_builder_lost_later_fails_and_is_not_cleaned_up_there() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    // `a` finishes on amd1; `b` starts there after it and kills it.
+    engine.kill_during_build_of("ssh://amd1", "b");
+    let options = BuildOptions {
+        jobs_per_endpoint: Some(1),
+        ..BuildOptions::default()
+    };
+    let requests = vec![
+        spread(dir.path(), "a", "ssh://amd1", "ssh://amd2"),
+        spread(dir.path(), "b", "ssh://amd1", "ssh://amd2"),
+    ];
+    let (result, events) = go(&engine, requests, &options, CancellationToken::new()).await;
+    let Err(BuildError::Failed(failed)) = result else {
+        panic!("{result:?}");
+    };
+    let failed: Vec<(&str, String)> = failed
+        .iter()
+        .map(|(job, err)| (job.image.as_str(), err.to_string()))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "a");
+    assert!(
+        failed[0].1.contains("ssh://amd1") && failed[0].1.contains("had finished on it"),
+        "{failed:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, BuildEvent::JobFailed { job, .. } if job.image == "a")));
+    // `b` went on to amd2 and finished there; only its temporary tag there is removed.
+    assert_eq!(
+        builds_on(&engine).last(),
+        Some(&("b".to_string(), "ssh://amd2".to_string()))
+    );
+    let untagged: Vec<String> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Untag { endpoint, .. } => Some(endpoint),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(untagged, vec!["ssh://amd2".to_string()]);
+}
