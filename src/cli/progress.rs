@@ -347,6 +347,28 @@ mod tests {
     }
 
     #[test]
+    fn a_job_moved_says_whether_its_builder_was_down_or_lost_mid_build() {
+        let moved = |restarted| BuildEvent::JobMoved {
+            job: job(),
+            from: "tcp://a:2376".into(),
+            to: "tcp://b:2376".into(),
+            reason: "went away during step `[2/2] RUN make`: no answer".into(),
+            restarted,
+        };
+        assert_eq!(
+            plain_lines(&moved(true)),
+            "[api linux/arm64] builder tcp://a:2376 was lost, building again on tcp://b:2376: \
+             it went away during step `[2/2] RUN make`: no answer\n"
+        );
+        assert!(plain_lines(&moved(false)).contains("is down, building on tcp://b:2376 instead"));
+        let v = serde_json::to_value(moved(true)).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["restarted"].as_bool()),
+            (Some("job-moved"), Some(true))
+        );
+    }
+
+    #[test]
     fn json_events_name_their_kind() {
         let event = BuildEvent::StepCached {
             job: job(),
