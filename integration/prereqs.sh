@@ -21,6 +21,7 @@ declare -A packages_for=(
   [make]=make
   [ip]=iproute2
   [nsenter]=util-linux
+  [iptables]=iptables
   [sshd]=openssh-server
   [ssh]=openssh-client
   [musl-gcc]=musl-tools

@@ -67,6 +67,25 @@ pub struct ImageReport {
     /// What the content check and verification found for this image.
     #[serde(default)]
     pub findings: Vec<Finding>,
+    /// Builders lost while they built one of the image's platforms, each of which handed
+    /// its job to another builder of that platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<Handover>,
+}
+
+/// A job handed from a builder lost mid-build to another builder of its platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    pub platform: Platform,
+    /// The lost builder's URL.
+    pub from: String,
+    /// The builder that built the job again.
+    pub to: String,
+    /// The step that was running on `from`, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Why `from` counts as lost (a broken connection, or how long it was silent).
+    pub reason: String,
 }
 
 /// How long one step of the build took.

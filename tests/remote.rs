@@ -4,8 +4,10 @@
 //! the context sent by the BuildKit session's file sync over TLS (a one-file change sends
 //! about that file), checked, published to the loopback registry from the daemons that built
 //! it, pulled and run by the local daemon. Two builders for one platform share its jobs, and
-//! take each other's when one is down. A certificate from another CA and a builder that is
-//! down with no other for its platform are refused clearly (exit 2).
+//! take each other's when one is down, or is lost in the middle of a build. A certificate from
+//! another CA and a builder that is down with no other for its platform are refused clearly
+//! (exit 2); a builder killed or cut off (its daemon frozen) during a build fails its job with
+//! what it was doing, the cut-off one within seconds, not at the request timeout.
 
 mod support;
 
@@ -345,6 +347,11 @@ async fn two_platforms_on_two_tls_hosts_with_file_sync_then_published_and_pulled
 /// A base image for `host` holding one static program, `/nap`, which sleeps `NAP` seconds:
 /// a `RUN` step that is still running when the test kills the builder.
 fn import_nap_base(host: &TlsHost, p: &Project) -> String {
+    import_nap_base_into(&[&format!("unix://{}", host.socket().display())], p)
+}
+
+/// [`import_nap_base`] into each daemon of `docker_hosts` (`-H` addresses).
+fn import_nap_base_into(docker_hosts: &[&str], p: &Project) -> String {
     let nap = compile_c(
         "linux/amd64",
         "#include <stdlib.h>\n#include <unistd.h>\nint main(void) { const char *n = getenv(\"NAP\"); sleep(n ? atoi(n) : 5); return 0; }\n",
@@ -361,11 +368,13 @@ fn import_nap_base(host: &TlsHost, p: &Project) -> String {
             .arg("nap"),
     );
     let name = "archbuild-test/nap:1".to_string();
-    run_ok(
-        Command::new("docker")
-            .args(["-H", &format!("unix://{}", host.socket().display())])
-            .args(["import", &tar.display().to_string(), &name]),
-    );
+    for docker_host in docker_hosts {
+        run_ok(Command::new("docker").args(["-H", docker_host]).args([
+            "import",
+            &tar.display().to_string(),
+            &name,
+        ]));
+    }
     name
 }
 
@@ -640,4 +649,255 @@ async fn one_platform_over_ssh_and_one_over_tls_with_file_sync_then_pulled() {
     assert!(stderr.contains(&ssh.url), "{stderr}");
     assert!(stderr.contains("Permission denied (publickey)"), "{stderr}");
     assert!(!stderr.contains("building on"), "{stderr}");
+}
+
+/// The one-image project of the lost-builder tests: `slow` for linux/amd64, whose `RUN`
+/// sleeps on the `nap` base image, on the builders `builders` (a TOML value).
+fn slow_project(p: &Project, base: &str, repository: &str, builders: &str) {
+    p.write(
+        "archbuild.toml",
+        format!(
+            "[images.slow]\ncontext = \"slow\"\nplatforms = [\"linux/amd64\"]\nrepository = \"{repository}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/amd64\" = {builders}\n"
+        ),
+    );
+    p.write(
+        "slow/Dockerfile",
+        format!("FROM {base}\nCOPY data.bin /\nENV NAP=6\nRUN [\"/nap\"]\n"),
+    );
+    p.write("slow/data.bin", vec![7u8; 1 << 20]);
+}
+
+fn registry_has(registry: &Registry, repository: &str, tag: &str) -> Option<u16> {
+    let path = repository.split_once('/').unwrap().1;
+    http_head(&registry.addr, &format!("/v2/{path}/manifests/{tag}"))
+}
+
+/// How a test cuts a builder off without closing its connections.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// Its daemon frozen (SIGSTOP).
+    Freeze,
+    /// Every packet into and out of its namespace dropped (iptables).
+    DropPackets,
+}
+
+#[tokio::test]
+async fn a_builder_whose_daemon_freezes_during_a_build_fails_its_job_within_seconds() {
+    a_builder_cut_off_during_a_build_fails_its_job_within_seconds(Cut::Freeze, "frozen").await;
+}
+
+#[tokio::test]
+async fn a_builder_whose_network_drops_packets_during_a_build_fails_its_job_within_seconds() {
+    if require("iptables (Debian package iptables)", which("iptables")).is_none() {
+        return;
+    }
+    a_builder_cut_off_during_a_build_fails_its_job_within_seconds(Cut::DropPackets, "dropped")
+        .await;
+}
+
+/// A build on a host that is cut off (`how`) while a `RUN` step sleeps fails within seconds,
+/// with the step named, and publishes nothing; the job on the local daemon, the image
+/// `bystander-NAME`, finishes but is neither published nor left named.
+async fn a_builder_cut_off_during_a_build_fails_its_job_within_seconds(how: Cut, name: &str) {
+    let bystander = format!("bystander-{name}");
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let Some(ca) = Certificates::new() else {
+        return;
+    };
+    let Some(host) = TlsHost::start(&ca, 1) else {
+        return;
+    };
+    forget(&bystander);
+    let p = Project::new();
+    let base = import_nap_base(&host, &p);
+    let repository = format!("{}/team/{}", registry.addr, unique("cutoff"));
+    slow_project(&p, &base, &repository, &format!("\"{}\"", host.url));
+    // A second job on the local daemon, which stays up: it finishes, and is neither
+    // published nor left named.
+    let mut file = std::fs::read_to_string(p.path().join("archbuild.toml")).unwrap();
+    file = file.replace(
+        "[builders]\n",
+        &format!("[images.{bystander}]\ncontext = \"{bystander}\"\nplatforms = [\"linux/arm64\"]\nrepository = \"{repository}-{bystander}\"\ntags = [\"1.0\"]\n\n[builders]\n\"linux/arm64\" = \"unix:///var/run/docker.sock\"\n"),
+    );
+    p.write("archbuild.toml", file);
+    p.write(
+        &format!("{bystander}/Dockerfile"),
+        "FROM scratch\nCOPY note.txt /\n",
+    );
+    // Content of its own: the same step as another test's job, built at the same time on
+    // the same daemon, would be shared between the two builds and not count as cached there.
+    p.write(&format!("{bystander}/note.txt"), unique(&bystander));
+
+    // The host is cut off while the RUN step sleeps: frozen, its connections stay open and
+    // its port takes connections, but nothing answers; behind dropped packets nothing at all
+    // comes back.
+    let frozen_at = std::sync::Mutex::new(None);
+    let out = run_and_act_on(
+        with_tls(
+            &mut p.command(&["build", "--push", "--json", "--progress", "plain"]),
+            ca.path(),
+        ),
+        |line| line.starts_with("[slow linux/amd64]") && line.contains("RUN [\"/nap\"]"),
+        || {
+            match how {
+                Cut::Freeze => host.freeze_daemon(),
+                Cut::DropPackets => host.drop_packets(),
+            }
+            *frozen_at.lock().unwrap() = Some(std::time::Instant::now());
+        },
+        std::time::Duration::from_secs(120),
+    );
+    let ended = std::time::Instant::now();
+    host.resume_daemon();
+    host.pass_packets();
+    let frozen_at = frozen_at
+        .into_inner()
+        .unwrap()
+        .unwrap_or_else(|| panic!("the RUN step never started: {}", describe(&out)));
+    let took = ended - frozen_at;
+    eprintln!("{how:?}: cut off to error: {:.1} s", took.as_secs_f64());
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the builder at {} went away during step `",
+            host.url
+        )) && stderr.contains("RUN [\"/nap\"]`")
+            && stderr.contains("has not answered /_ping for 1")
+            && stderr.contains("nothing was published")
+            && stderr.contains("when the builder is back, run the build again"),
+        "{stderr}"
+    );
+    // The watchdog gives up after 10 s of silence; the request timeout is 6 hours.
+    assert!(
+        took >= std::time::Duration::from_secs(9) && took < std::time::Duration::from_secs(25),
+        "{took:?} from the cut to the error: {stderr}"
+    );
+    for repo in [repository.clone(), format!("{repository}-{bystander}")] {
+        assert_eq!(registry_has(&registry, &repo, "1.0"), Some(404), "{repo}");
+    }
+    let local =
+        run_ok(Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let listed = String::from_utf8_lossy(&local.stdout);
+    assert!(
+        !listed.lines().any(|l| l.contains(&bystander)),
+        "names left on the surviving builder: {listed}"
+    );
+    forget(&bystander);
+}
+
+#[tokio::test]
+async fn a_builder_killed_during_a_build_hands_its_job_to_the_platforms_other_builder() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let Some(ca) = Certificates::new() else {
+        return;
+    };
+    let Some(mut host) = TlsHost::start(&ca, 1) else {
+        return;
+    };
+    let local = "unix:///var/run/docker.sock";
+    let p = Project::new();
+    let host_socket = format!("unix://{}", host.socket().display());
+    let base = import_nap_base_into(&[&host_socket, local], &p);
+    let repository = format!("{}/team/{}", registry.addr, unique("handover"));
+    // The host first: the one image goes to it, the local daemon is its alternate.
+    slow_project(
+        &p,
+        &base,
+        &repository,
+        &format!("[\"{}\", \"{local}\"]", host.url),
+    );
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    let out = run_and_act_on(
+        with_tls(
+            &mut p.command(&["build", "--push", "--json", "--progress", "plain"]),
+            ca.path(),
+        ),
+        |line| {
+            line.starts_with("[slow linux/amd64]")
+                && line.contains("RUN [\"/nap\"]")
+                && !killed.load(std::sync::atomic::Ordering::SeqCst)
+        },
+        || {
+            host.kill_daemon();
+            killed.store(true, std::sync::atomic::Ordering::SeqCst);
+        },
+        std::time::Duration::from_secs(180),
+    );
+    let cleanup = || {
+        for name in [
+            base.clone(),
+            format!("{repository}:1.0"),
+            "archbuild-local/slow:1.0-linux-amd64".to_string(),
+        ] {
+            let _ = Command::new("docker").args(["rmi", &name]).output();
+        }
+    };
+    assert!(
+        killed.load(std::sync::atomic::Ordering::SeqCst),
+        "the RUN step never started: {}",
+        describe(&out)
+    );
+    if out.status.code() != Some(0) {
+        cleanup();
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "[slow linux/amd64] builder {} was lost, building again on {local}: it went away during step `",
+            host.url
+        )) && stderr.contains(&format!("[slow linux/amd64] building on {local}")),
+        "{stderr}"
+    );
+    let report = json_of(&out);
+    assert_eq!(
+        built_on(&report),
+        vec![("slow".to_string(), local.to_string())]
+    );
+    let lost = &report["images"][0]["lost_builders"];
+    assert_eq!(lost[0]["endpoint"], host.url.as_str(), "{report}");
+    assert!(
+        lost[0]["step"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RUN [\"/nap\"]"),
+        "{report}"
+    );
+    // The build report keeps the handover.
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(p.path().join(".archbuild/report.json")).unwrap())
+            .unwrap();
+    let handover = &written["images"][0]["handovers"][0];
+    assert_eq!(
+        (handover["from"].as_str(), handover["to"].as_str()),
+        (Some(host.url.as_str()), Some(local)),
+        "{written}"
+    );
+    // Published from the builder that finished it.
+    let verify = p.archbuild(&[
+        "verify",
+        &format!("{repository}:1.0"),
+        "--platform",
+        "linux/amd64",
+    ]);
+    cleanup();
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+}
+
+/// Removes the final names a finished run would give the local job `image` of a cut-off test.
+fn forget(image: &str) {
+    let _ = Command::new("docker")
+        .args(["rmi", &format!("archbuild-local/{image}:1.0-linux-arm64")])
+        .output();
 }

@@ -46,7 +46,31 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
         chosen_by: None,
         reason,
     };
-    let timeout = REQUEST_TIMEOUT.as_secs();
+    let docker = client(url, REQUEST_TIMEOUT)?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| unreachable(tls_hint(url, error_chain(&e))))?;
+    let version = docker.client_version();
+    let (major, minor) = (version.major_version, version.minor_version);
+    if (major, minor) < MIN_API {
+        return Err(unreachable(format!(
+            "the daemon speaks Docker API {major}.{minor}, and BuildKit builds with a session need {}.{} (Docker 18.09) or newer; upgrade Docker on that host, or build that platform elsewhere",
+            MIN_API.0, MIN_API.1
+        )));
+    }
+    Ok(docker)
+}
+
+/// A client for the daemon at `url` whose requests give up after `timeout`, not yet
+/// connected (bollard connects on the first request).
+fn client(url: &str, timeout: Duration) -> Result<Docker, BuildError> {
+    let unreachable = |reason: String| BuildError::Unreachable {
+        endpoint: url.to_string(),
+        chosen_by: None,
+        reason,
+    };
+    let timeout = timeout.as_secs().max(1);
     let docker = if url.starts_with("unix://") {
         Docker::connect_with_unix(url, timeout, API_DEFAULT_VERSION)
     } else if url.starts_with("tcp://") || url.starts_with("http://") || url.starts_with("https://")
@@ -83,20 +107,7 @@ pub async fn connect(url: &str) -> Result<Docker, BuildError> {
             reason: "expected unix://PATH, tcp://HOST:PORT, ssh://USER@HOST or npipe://PATH".into(),
         });
     };
-    let docker = docker.map_err(|e| unreachable(tls_hint(url, e.to_string())))?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| unreachable(tls_hint(url, error_chain(&e))))?;
-    let version = docker.client_version();
-    let (major, minor) = (version.major_version, version.minor_version);
-    if (major, minor) < MIN_API {
-        return Err(unreachable(format!(
-            "the daemon speaks Docker API {major}.{minor}, and BuildKit builds with a session need {}.{} (Docker 18.09) or newer; upgrade Docker on that host, or build that platform elsewhere",
-            MIN_API.0, MIN_API.1
-        )));
-    }
-    Ok(docker)
+    docker.map_err(|e| unreachable(tls_hint(url, e.to_string())))
 }
 
 /// The oldest Docker API archbuild builds with: BuildKit sessions came with 1.39.
@@ -127,10 +138,18 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// How long one `/_ping` of the liveness watchdog may take on the wire: the watchdog gives up
+/// on an attempt sooner (see [`super::jobs::watchdog`]), this only stops a stuck request
+/// from being kept by the client.
+const PING_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Docker daemons by endpoint URL, connected on first use.
 #[derive(Default)]
 pub struct DockerEngine {
     connections: Mutex<HashMap<String, Docker>>,
+    /// Clients for the watchdog's pings, apart from `connections`: their own connection pool,
+    /// never behind a build's stream, and a short request timeout.
+    pingers: Mutex<HashMap<String, Docker>>,
 }
 
 impl DockerEngine {
@@ -147,6 +166,18 @@ impl DockerEngine {
         }
         let docker = connect(endpoint).await?;
         connections.insert(endpoint.to_string(), docker.clone());
+        Ok(docker)
+    }
+
+    /// The ping client of `endpoint`, made once (no version negotiation: that would be one
+    /// more request to a daemon that may not answer).
+    async fn pinger(&self, endpoint: &str) -> Result<Docker, BuildError> {
+        let mut pingers = self.pingers.lock().await;
+        if let Some(docker) = pingers.get(endpoint) {
+            return Ok(docker.clone());
+        }
+        let docker = client(endpoint, PING_REQUEST_TIMEOUT)?;
+        pingers.insert(endpoint.to_string(), docker.clone());
         Ok(docker)
     }
 }
@@ -295,6 +326,16 @@ impl BuildEngine for DockerEngine {
         let os = info.os_type.unwrap_or_else(|| "linux".into());
         let arch = info.architecture.unwrap_or_default();
         Ok(Platform::from_parts_lenient(&os, &arch, None))
+    }
+
+    async fn ping(&self, endpoint: &str) -> Result<(), BuildError> {
+        let docker = self.pinger(endpoint).await?;
+        match docker.ping().await {
+            Ok(_) => Ok(()),
+            // Any answer of the daemon's own (an API version it refuses, say) shows it alive.
+            Err(bollard::errors::Error::DockerResponseServerError { .. }) => Ok(()),
+            Err(err) => Err(daemon_error(endpoint, err)),
+        }
     }
 
     async fn build(

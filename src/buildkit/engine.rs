@@ -58,6 +58,11 @@ pub trait BuildEngine: Send + Sync {
         endpoint: &str,
     ) -> impl Future<Output = Result<Platform, BuildError>> + Send;
 
+    /// Whether the daemon at `endpoint` answers `/_ping`, asked on a connection other than the
+    /// builds' (a build's stream may be stuck on a connection that no longer carries
+    /// anything). The caller bounds how long it waits.
+    fn ping(&self, endpoint: &str) -> impl Future<Output = Result<(), BuildError>> + Send;
+
     /// Builds one job, sending progress to `events`; stops with [`BuildError::Cancelled`] when
     /// `cancel` fires.
     fn build(

@@ -54,13 +54,16 @@ pub enum BuildEvent {
         /// changed (a base image that moved).
         rebuild_reason: Option<String>,
     },
-    /// The job's own builder did not answer; it goes to another builder of its platform.
+    /// The job's own builder did not answer, or was lost while it built the job; it goes to
+    /// another builder of its platform.
     JobMoved {
         job: JobLabel,
         from: String,
         to: String,
         /// Why `from` was passed over.
         reason: String,
+        /// The job had started on `from` and starts again from its first step on `to`.
+        restarted: bool,
     },
     StepStarted {
         job: JobLabel,

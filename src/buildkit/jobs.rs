@@ -74,6 +74,7 @@ fn platform_slug(platform: &Platform) -> String {
 }
 
 /// What is known about a request before it is built.
+#[derive(Clone)]
 struct Prepared {
     dockerfile: Dockerfile,
     native: Result<Platform, BuildError>,
@@ -118,33 +119,37 @@ pub async fn run<E: BuildEngine>(
     let mut job_bases = resolve_bases(&requests, &dockerfiles, options)
         .await
         .into_iter();
-    let jobs = requests.iter().zip(dockerfiles).enumerate().map(
-        |(index, (request, dockerfile))| {
-            let prepared = Prepared {
-                dockerfile,
-                native: natives[&request.builder.url].clone(),
-                bases: job_bases.next().unwrap_or_default(),
-            };
-            let semaphore = semaphores[&request.builder.url].clone();
-            let (events, cancel) = (events.clone(), cancel.clone());
-            async move {
-                let result = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => Err(BuildError::Cancelled),
-                    permit = semaphore.acquire_owned() => {
-                        let _permit = permit.expect("semaphore never closed");
-                        build_one(engine, index, request, prepared, options, &events, &cancel).await
-                    }
+    let lost = handover::LostBuilders::default();
+    let jobs =
+        requests
+            .iter()
+            .zip(dockerfiles)
+            .enumerate()
+            .map(|(index, (request, dockerfile))| {
+                let prepared = Prepared {
+                    dockerfile,
+                    native: natives[&request.builder.url].clone(),
+                    bases: job_bases.next().unwrap_or_default(),
                 };
-                if let Err(err) = &result {
-                    if *err != BuildError::Cancelled {
-                        report_failure(&events, JobLabel::of(request, index), err).await;
+                let (events, cancel) = (events.clone(), cancel.clone());
+                let (semaphores, natives, lost) = (&semaphores, &natives, &lost);
+                async move {
+                    let result = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => Err(BuildError::Cancelled),
+                        result = handover::build(
+                            engine, index, request, prepared, options, &events, &cancel,
+                            handover::Builders { semaphores, natives, lost },
+                        ) => result,
+                    };
+                    if let Err(err) = &result {
+                        if *err != BuildError::Cancelled {
+                            report_failure(&events, JobLabel::of(request, index), err).await;
+                        }
                     }
+                    result
                 }
-                result
-            }
-        },
-    );
+            });
     let results = join_all(jobs).await;
 
     let mut built = Vec::new();
@@ -154,6 +159,25 @@ pub async fn run<E: BuildEngine>(
             Ok(image) => built.push(image),
             Err(err) => failures.push((JobLabel::of(&requests[index], index), err)),
         }
+    }
+    // A job that finished on a builder lost later cannot be named or published from it, and
+    // a lost builder is not asked to remove anything: one cut off would keep the run waiting
+    // for the request timeout.
+    let (gone, kept): (Vec<BuiltImage>, Vec<BuiltImage>) = built
+        .into_iter()
+        .partition(|image| lost.contains(&image.endpoint_url));
+    built = kept;
+    for image in gone {
+        let job = JobLabel::of(&requests[image.index], image.index);
+        let err = BuildError::BuilderLost {
+            endpoint: image.endpoint_url,
+            step: None,
+            reason: "the job had finished on it, but its image can no longer be named and published from it".into(),
+        };
+        if !cancel.is_cancelled() {
+            report_failure(&events, job.clone(), &err).await;
+        }
+        failures.push((job, err));
     }
     if cancel.is_cancelled() || !failures.is_empty() {
         release(engine, &built).await;
@@ -308,6 +332,7 @@ async fn build_one<E: BuildEngine>(
         reused: reused.is_some(),
         emulated,
         context_bytes: output.context_bytes,
+        lost_builders: Vec::new(),
     })
 }
 
@@ -398,8 +423,10 @@ async fn build_or_reuse<E: BuildEngine>(
             context_bytes: 0,
         });
     }
-    match engine.build(job, events, cancel).await {
+    match watchdog::build(engine, job, events, cancel).await {
         Ok(output) => Ok(output),
+        // A lost builder is not asked anything more: one cut off would not answer.
+        Err(err @ BuildError::BuilderLost { .. }) => Err(err),
         Err(err) => {
             // A build cut off late may already carry its temporary tag.
             let _ = engine.untag(endpoint, &job.temporary_tag).await;
@@ -433,7 +460,8 @@ async fn name_result<E: BuildEngine>(
     request: &Job,
     natives: &HashMap<String, Result<Platform, BuildError>>,
 ) -> Result<(), BuildError> {
-    let endpoint = &request.builder.url;
+    // The builder that built it: the job's own, or the one it was handed to.
+    let endpoint = &image.endpoint_url;
     engine
         .tag(endpoint, &image.image_id, &request.platform_tag)
         .await?;
@@ -455,6 +483,8 @@ pub async fn release<E: BuildEngine>(engine: &E, images: &[BuiltImage]) {
     }
 }
 
+mod handover;
 mod probe;
 #[cfg(test)]
 mod tests;
+pub mod watchdog;

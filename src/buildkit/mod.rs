@@ -81,6 +81,39 @@ pub struct BuiltImage {
     pub emulated: bool,
     /// Context bytes sent to the builder (with file sync, only the files that changed).
     pub context_bytes: u64,
+    /// The builders this job started on and lost before it finished elsewhere, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_builders: Vec<LostBuilder>,
+}
+
+/// A builder lost while it built a job (killed, or silent past the liveness watchdog's
+/// limit), which handed the job to another builder of its platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostBuilder {
+    pub endpoint: String,
+    /// The step that was running, when one was.
+    pub step: Option<String>,
+    /// Why it counts as lost: the broken connection, or how long it has not answered.
+    pub reason: String,
+}
+
+impl LostBuilder {
+    /// What happened, for the progress: `went away during step `[3/3] RUN make`: …`.
+    pub fn what_happened(&self) -> String {
+        match &self.step {
+            Some(step) => format!("went away during step `{step}`: {}", self.reason),
+            None => format!("went away during the build: {}", self.reason),
+        }
+    }
+
+    /// The job's error when no other builder is left for it.
+    pub fn into_error(self) -> BuildError {
+        BuildError::BuilderLost {
+            endpoint: self.endpoint,
+            step: self.step,
+            reason: self.reason,
+        }
+    }
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

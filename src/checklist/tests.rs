@@ -33,6 +33,7 @@ fn api() -> ImageReport {
         verified: true,
         exports: 0,
         findings: vec![],
+        handovers: Vec::new(),
     }
 }
 

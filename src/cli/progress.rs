@@ -82,8 +82,12 @@ pub fn plain_lines(event: &BuildEvent) -> String {
                 .unwrap_or_default()
         ),
         BuildEvent::JobMoved {
-            from, to, reason, ..
-        } => moved_line(job, from, to, reason),
+            from,
+            to,
+            reason,
+            restarted,
+            ..
+        } => moved_line(job, from, to, reason, *restarted),
         BuildEvent::StepStarted { step, name, .. } => format!("[{job}] #{step} {name}\n"),
         BuildEvent::StepCached { step, name, .. } => format!("[{job}] #{step} CACHED {name}\n"),
         BuildEvent::StepDone { step, seconds, .. } => {
@@ -140,9 +144,13 @@ fn checked_line(
     format!("[{job}] checked: {findings}{how}\n")
 }
 
-fn moved_line(job: &JobLabel, from: &str, to: &str, reason: &str) -> String {
+fn moved_line(job: &JobLabel, from: &str, to: &str, reason: &str, restarted: bool) -> String {
     let reason = reason.lines().next().unwrap_or_default();
-    let text = format!("[{job}] builder {from} is down, building on {to} instead: {reason}\n");
+    let text = if restarted {
+        format!("[{job}] builder {from} was lost, building again on {to}: it {reason}\n")
+    } else {
+        format!("[{job}] builder {from} is down, building on {to} instead: {reason}\n")
+    };
     crate::finding::for_terminal(&text).into_owned()
 }
 
@@ -184,9 +192,14 @@ async fn draw_bars(mut events: mpsc::Receiver<BuildEvent>) {
         match &event {
             BuildEvent::JobStarted { endpoint, .. } => bar.set_message(format!("on {endpoint}")),
             BuildEvent::JobMoved {
-                from, to, reason, ..
+                from,
+                to,
+                reason,
+                restarted,
+                ..
             } => {
-                let _ = multi.println(moved_line(&job, from, to, reason).trim_end());
+                let line = moved_line(&job, from, to, reason, *restarted);
+                let _ = multi.println(line.trim_end());
             }
             BuildEvent::StepStarted { step, name, .. } => {
                 bar.set_message(format!("#{step} {name} ({cached} cached)"))
@@ -330,6 +343,28 @@ mod tests {
         assert_eq!(
             (v["event"].as_str(), v["errors"].as_u64()),
             (Some("job-checked"), Some(2))
+        );
+    }
+
+    #[test]
+    fn a_job_moved_says_whether_its_builder_was_down_or_lost_mid_build() {
+        let moved = |restarted| BuildEvent::JobMoved {
+            job: job(),
+            from: "tcp://a:2376".into(),
+            to: "tcp://b:2376".into(),
+            reason: "went away during step `[2/2] RUN make`: no answer".into(),
+            restarted,
+        };
+        assert_eq!(
+            plain_lines(&moved(true)),
+            "[api linux/arm64] builder tcp://a:2376 was lost, building again on tcp://b:2376: \
+             it went away during step `[2/2] RUN make`: no answer\n"
+        );
+        assert!(plain_lines(&moved(false)).contains("is down, building on tcp://b:2376 instead"));
+        let v = serde_json::to_value(moved(true)).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["restarted"].as_bool()),
+            (Some("job-moved"), Some(true))
         );
     }
 

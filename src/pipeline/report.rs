@@ -13,7 +13,7 @@ use crate::checklist;
 use crate::config::Project;
 use crate::finding::Finding;
 use crate::publish::{self, Published};
-use crate::report::{ImageReport, Report, Timing, REPORT_VERSION};
+use crate::report::{Handover, ImageReport, Report, Timing, REPORT_VERSION};
 use crate::verify::VerifyReport;
 
 /// Everything the stages produced, for the report.
@@ -81,6 +81,7 @@ pub fn report(project: &Project, outcomes: &Outcomes<'_>, created: String) -> Re
             verified: verified.is_some_and(|v| !v.findings.iter().any(Finding::is_error)),
             exports,
             findings,
+            handovers: built.iter().flat_map(|b| handovers(b)).collect(),
         });
     }
     Report {
@@ -90,6 +91,24 @@ pub fn report(project: &Project, outcomes: &Outcomes<'_>, created: String) -> Re
         findings: outcomes.general.clone(),
         timings: outcomes.timings.clone(),
     }
+}
+
+/// The builders `built` was handed over from, each to the next it went to.
+fn handovers(built: &BuiltImage) -> Vec<Handover> {
+    let lost = &built.lost_builders;
+    lost.iter()
+        .enumerate()
+        .map(|(at, from)| Handover {
+            platform: built.platform.clone(),
+            from: from.endpoint.clone(),
+            to: lost
+                .get(at + 1)
+                .map_or(&built.endpoint_url, |next| &next.endpoint)
+                .clone(),
+            step: from.step.clone(),
+            reason: from.reason.clone(),
+        })
+        .collect()
 }
 
 /// Times a stage into `timings`.
@@ -156,4 +175,48 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buildkit::LostBuilder;
+    use crate::platform::Platform;
+
+    #[test]
+    fn each_lost_builder_hands_over_to_the_next_one_the_job_went_to() {
+        let lost = |endpoint: &str| LostBuilder {
+            endpoint: endpoint.into(),
+            step: Some("[2/2] RUN make".into()),
+            reason: "connection reset by peer".into(),
+        };
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let built = BuiltImage {
+            index: 0,
+            image: "api".into(),
+            platform: amd64.clone(),
+            image_id: "sha256:1".into(),
+            endpoint_url: "ssh://c".into(),
+            temporary_tag: crate::buildkit::jobs::keep_tag("api", &amd64),
+            tagged: Vec::new(),
+            log_tail: Vec::new(),
+            duration: std::time::Duration::ZERO,
+            cached_steps: 0,
+            reused: false,
+            emulated: false,
+            context_bytes: 0,
+            lost_builders: vec![lost("ssh://a"), lost("ssh://b")],
+        };
+        let chain: Vec<(String, String)> = handovers(&built)
+            .into_iter()
+            .map(|h| (h.from, h.to))
+            .collect();
+        assert_eq!(
+            chain,
+            vec![
+                ("ssh://a".to_string(), "ssh://b".to_string()),
+                ("ssh://b".to_string(), "ssh://c".to_string())
+            ]
+        );
+    }
 }

@@ -22,6 +22,7 @@ fn verified() -> ImageReport {
         verified: true,
         exports: 0,
         findings: vec![],
+        handovers: Vec::new(),
     }
 }
 

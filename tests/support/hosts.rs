@@ -300,9 +300,56 @@ impl TlsHost {
 }
 
 impl TlsHost {
+    /// Freezes the daemon (SIGSTOP) without closing anything: its connections stay open and
+    /// its port still takes connections, but nothing answers, as a host cut off by a network
+    /// that drops every packet. [`TlsHost::resume_daemon`] (or dropping the host) thaws it.
+    pub fn freeze_daemon(&self) {
+        assert!(self.signal_daemon("-STOP"), "no daemon to freeze");
+    }
+
+    /// Thaws a daemon [`TlsHost::freeze_daemon`] froze.
+    pub fn resume_daemon(&self) {
+        self.signal_daemon("-CONT");
+    }
+
+    /// Drops every packet into and out of the host's namespace: the host is cut off with its
+    /// connections open, as behind a network that fails silently. [`TlsHost::pass_packets`]
+    /// (or dropping the host, which deletes the namespace) lets them through again.
+    pub fn drop_packets(&self) {
+        for chain in ["INPUT", "OUTPUT"] {
+            run_ok(
+                Command::new("ip")
+                    .args(["netns", "exec", &self.netns, "iptables"])
+                    .args(["-I", chain, "-j", "DROP"]),
+            );
+        }
+    }
+
+    /// Undoes [`TlsHost::drop_packets`] (nothing when it was not done).
+    pub fn pass_packets(&self) {
+        for chain in ["INPUT", "OUTPUT"] {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &self.netns, "iptables"])
+                .args(["-D", chain, "-j", "DROP"])
+                .output();
+        }
+    }
+
+    fn signal_daemon(&self, signal: &str) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     /// Stops the daemon and keeps the namespace: the address then refuses connections, as
     /// a builder that is down does.
     pub fn stop_daemon(&mut self) {
+        // A frozen daemon would not act on SIGTERM.
+        self.resume_daemon();
         if let Some(mut child) = self.child.take() {
             // SIGTERM: the daemon stops its containerd and unmounts its layers.
             let _ = Command::new("kill").arg(child.id().to_string()).output();

@@ -43,6 +43,12 @@ struct FakeState {
     running: BTreeMap<String, usize>,
     peak: BTreeMap<String, usize>,
     down: BTreeSet<String>,
+    /// Endpoints that stop answering once a build starts on them, the build left hanging.
+    cut_off: BTreeSet<String>,
+    /// Endpoints that die once a build starts on them (of any image, or of the one named),
+    /// the build failing as the connection breaks.
+    killed: BTreeMap<String, Option<String>>,
+    pings: BTreeMap<String, usize>,
 }
 
 /// A recording engine: every build succeeds with image ID `sha256:<image>-<os>-<arch>` after
@@ -81,6 +87,34 @@ impl FakeEngine {
     /// Makes the daemon at `endpoint` unreachable, as a builder that is switched off.
     pub fn take_down(&self, endpoint: &str) {
         self.state.lock().unwrap().down.insert(endpoint.to_string());
+    }
+
+    /// Makes the daemon at `endpoint` go silent once a build starts on it: the build never
+    /// ends and pings go unanswered, as a host whose network drops every packet.
+    pub fn cut_off_during_build(&self, endpoint: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.cut_off.insert(endpoint.to_string());
+    }
+
+    /// Makes the daemon at `endpoint` die once a build starts on it: the build fails with
+    /// [`BuildError::BuilderLost`] in its first step and the daemon stays down.
+    pub fn kill_during_build(&self, endpoint: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.killed.insert(endpoint.to_string(), None);
+    }
+
+    /// [`FakeEngine::kill_during_build`], once a build of `image` starts there.
+    pub fn kill_during_build_of(&self, endpoint: &str, image: &str) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .killed
+            .insert(endpoint.to_string(), Some(image.to_string()));
+    }
+
+    /// How many pings `endpoint` was sent.
+    pub fn pings(&self, endpoint: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state.pings.get(endpoint).copied().unwrap_or(0)
     }
 
     /// Every call so far, in order.
@@ -122,6 +156,19 @@ impl BuildEngine for FakeEngine {
         Ok(self.native.clone())
     }
 
+    async fn ping(&self, endpoint: &str) -> Result<(), BuildError> {
+        let mut state = self.state.lock().unwrap();
+        *state.pings.entry(endpoint.to_string()).or_default() += 1;
+        if state.down.contains(endpoint) {
+            return Err(BuildError::Unreachable {
+                endpoint: endpoint.to_string(),
+                chosen_by: None,
+                reason: "connection refused".into(),
+            });
+        }
+        Ok(())
+    }
+
     async fn build(
         &self,
         job: &EngineJob,
@@ -129,6 +176,18 @@ impl BuildEngine for FakeEngine {
         cancel: &CancellationToken,
     ) -> Result<EngineOutput, BuildError> {
         let endpoint = job.request.builder.url.clone();
+        let (cut_off, killed) = {
+            let mut state = self.state.lock().unwrap();
+            let cut_off = state.cut_off.contains(&endpoint);
+            let killed = state
+                .killed
+                .get(&endpoint)
+                .is_some_and(|only| only.as_ref().is_none_or(|i| *i == job.request.image));
+            if cut_off || killed {
+                state.down.insert(endpoint.clone());
+            }
+            (cut_off, killed)
+        };
         let failure = {
             let mut state = self.state.lock().unwrap();
             state.calls.push(FakeCall::Build {
@@ -154,6 +213,26 @@ impl BuildEngine for FakeEngine {
                 name: "[1/1] COPY . /".into(),
             })
             .await;
+        if cut_off {
+            // A silent host: nothing ends the build but the caller giving up on it.
+            cancel.cancelled().await;
+            *self
+                .state
+                .lock()
+                .unwrap()
+                .running
+                .get_mut(&endpoint)
+                .expect("counted") -= 1;
+            return Err(BuildError::Cancelled);
+        }
+        let failure = match killed {
+            true => Some(BuildError::BuilderLost {
+                endpoint: endpoint.clone(),
+                step: Some("[1/1] COPY . /".into()),
+                reason: "connection reset by peer".into(),
+            }),
+            false => failure,
+        };
         let outcome = tokio::select! {
             _ = cancel.cancelled() => Err(BuildError::Cancelled),
             _ = tokio::time::sleep(self.delay) => match failure {

@@ -73,6 +73,7 @@ pub fn failover(
             from: from.url.clone(),
             to: request.builder.url.clone(),
             reason: err.to_string(),
+            restarted: false,
         });
         request.alternates.push(from);
     }
@@ -137,6 +138,7 @@ mod tests {
             from,
             to,
             reason,
+            restarted: false,
         } = &moves[0]
         else {
             panic!("{moves:?}");

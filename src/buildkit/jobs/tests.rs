@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::buildkit::engine::{FakeCall, FakeEngine};
+use crate::buildkit::LostBuilder;
 
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -393,4 +394,222 @@ async fn a_builder_that_is_down_hands_its_jobs_to_the_platforms_others() {
         "{}",
         failed[0].1
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_builder_cut_off_mid_build_fails_its_job_once_silent_past_the_limit() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    engine.cut_off_during_build("tcp://cut:2376");
+    let requests = vec![
+        request(dir.path(), "a", "linux/amd64", "tcp://cut:2376"),
+        request(dir.path(), "b", "linux/amd64", "tcp://up:2376"),
+    ];
+    let started = tokio::time::Instant::now();
+    // Without the watchdog the build would wait for ever; a minute says so instead.
+    let options = BuildOptions::default();
+    let run = go(&engine, requests, &options, CancellationToken::new());
+    let (result, events) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the cut-off builder's job never ended");
+    let waited = started.elapsed();
+    let limit = watchdog::SILENT_FOR + watchdog::PING_EVERY + watchdog::PING_TIMEOUT;
+    assert!(
+        waited >= watchdog::SILENT_FOR && waited < limit,
+        "{waited:?}"
+    );
+    let Err(BuildError::Failed(failed)) = result else {
+        panic!("the cut-off job did not fail: {result:?}");
+    };
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (job, err) = &failed[0];
+    assert_eq!(job.image, "a");
+    let BuildError::BuilderLost { endpoint, step, .. } = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (endpoint.as_str(), step.as_deref()),
+        ("tcp://cut:2376", Some("[1/1] COPY . /"))
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("has not answered /_ping for 10 s") && text.contains("nothing was published"),
+        "{text}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, BuildEvent::JobFailed { job, .. } if job.image == "a")));
+    // Nothing is named; the other job's temporary tag is removed from its builder, and the
+    // silent builder is asked nothing more.
+    assert!(tags(&engine).is_empty(), "{:?}", tags(&engine));
+    let untagged: Vec<String> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Untag { endpoint, .. } => Some(endpoint),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(untagged, vec!["tcp://up:2376".to_string()]);
+}
+
+/// Job `a` on `own`, with `other` the platform's other builder.
+fn spread(dir: &Path, image: &str, own: &str, other: &str) -> Job {
+    let mut job = request(dir, image, "linux/amd64", own);
+    job.alternates = vec![request(dir, image, "linux/amd64", other).builder];
+    job
+}
+
+fn builds_on(engine: &FakeEngine) -> Vec<(String, String)> {
+    engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Build {
+                endpoint, image, ..
+            } => Some((image, endpoint)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_builder_killed_mid_build_hands_its_job_to_the_platforms_other() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    engine.kill_during_build("ssh://amd1");
+    let requests = vec![spread(dir.path(), "a", "ssh://amd1", "ssh://amd2")];
+    let (result, events) = go(
+        &engine,
+        requests,
+        &BuildOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let built = result.unwrap();
+    assert_eq!(built[0].endpoint_url, "ssh://amd2");
+    assert_eq!(
+        built[0].lost_builders,
+        vec![LostBuilder {
+            endpoint: "ssh://amd1".into(),
+            step: Some("[1/1] COPY . /".into()),
+            reason: "connection reset by peer".into(),
+        }]
+    );
+    assert_eq!(
+        builds_on(&engine),
+        vec![
+            ("a".to_string(), "ssh://amd1".to_string()),
+            ("a".to_string(), "ssh://amd2".to_string()),
+        ]
+    );
+    let moved: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::JobMoved {
+                from,
+                to,
+                reason,
+                restarted,
+                ..
+            } => Some((from.as_str(), to.as_str(), reason.as_str(), *restarted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        vec![(
+            "ssh://amd1",
+            "ssh://amd2",
+            "went away during step `[1/1] COPY . /`: connection reset by peer",
+            true
+        )]
+    );
+    // The final names are given on the builder that built it.
+    let tagged_on: Vec<String> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Tag { endpoint, .. } => Some(endpoint),
+            _ => None,
+        })
+        .collect();
+    assert!(!tagged_on.is_empty() && tagged_on.iter().all(|e| e == "ssh://amd2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_builder_cut_off_mid_build_hands_its_jobs_to_the_platforms_other() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    engine.cut_off_during_build("tcp://amd1");
+    // Two jobs on the builder that goes silent, one at a time: the second never starts there.
+    let options = BuildOptions {
+        jobs_per_endpoint: Some(1),
+        ..BuildOptions::default()
+    };
+    let requests = vec![
+        spread(dir.path(), "a", "tcp://amd1", "tcp://amd2"),
+        spread(dir.path(), "b", "tcp://amd1", "tcp://amd2"),
+    ];
+    let run = go(&engine, requests, &options, CancellationToken::new());
+    let (result, _) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the cut-off builder's jobs never ended");
+    let built = result.unwrap();
+    let on: Vec<&str> = built.iter().map(|b| b.endpoint_url.as_str()).collect();
+    assert_eq!(on, vec!["tcp://amd2", "tcp://amd2"]);
+    let builds_on_amd1 = builds_on(&engine)
+        .into_iter()
+        .filter(|(_, endpoint)| endpoint == "tcp://amd1")
+        .count();
+    assert_eq!(builds_on_amd1, 1, "{:?}", builds_on(&engine));
+    let lost: Vec<usize> = built.iter().map(|b| b.lost_builders.len()).collect();
+    assert_eq!(lost, vec![1, 1]);
+}
+
+#[tokio::test]
+async fn a_job_finished_on_a_builder_lost_later_fails_and_is_not_cleaned_up_there() {
+    let dir = project();
+    let engine = FakeEngine::new("linux/amd64");
+    // `a` finishes on amd1; `b` starts there after it and kills it.
+    engine.kill_during_build_of("ssh://amd1", "b");
+    let options = BuildOptions {
+        jobs_per_endpoint: Some(1),
+        ..BuildOptions::default()
+    };
+    let requests = vec![
+        spread(dir.path(), "a", "ssh://amd1", "ssh://amd2"),
+        spread(dir.path(), "b", "ssh://amd1", "ssh://amd2"),
+    ];
+    let (result, events) = go(&engine, requests, &options, CancellationToken::new()).await;
+    let Err(BuildError::Failed(failed)) = result else {
+        panic!("{result:?}");
+    };
+    let failed: Vec<(&str, String)> = failed
+        .iter()
+        .map(|(job, err)| (job.image.as_str(), err.to_string()))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "a");
+    assert!(
+        failed[0].1.contains("ssh://amd1") && failed[0].1.contains("had finished on it"),
+        "{failed:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, BuildEvent::JobFailed { job, .. } if job.image == "a")));
+    // `b` went on to amd2 and finished there; only its temporary tag there is removed.
+    assert_eq!(
+        builds_on(&engine).last(),
+        Some(&("b".to_string(), "ssh://amd2".to_string()))
+    );
+    let untagged: Vec<String> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Untag { endpoint, .. } => Some(endpoint),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(untagged, vec!["ssh://amd2".to_string()]);
 }
