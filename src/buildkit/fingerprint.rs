@@ -20,7 +20,7 @@ use super::context::{self, ContextSpec};
 use super::{BuildError, Job};
 
 /// Bumped when what goes into the fingerprint changes.
-const VERSION: &str = "archbuild-fingerprint-v2";
+const VERSION: &str = "archbuild-fingerprint-v3";
 
 /// What the cache remembers about one (image, platform, endpoint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +41,18 @@ pub fn compute(
     labels: &std::collections::BTreeMap<String, String>,
     bases: &[super::bases::ResolvedBase],
 ) -> Result<String, BuildError> {
-    let spec = context::prepare(&request.context, &request.dockerfile)?;
+    let files = files(&request.context, &request.dockerfile)?;
+    Ok(compute_with(request, labels, bases, &files))
+}
+
+/// The fingerprint of a job's inputs, with its context's [`files`] digest computed already
+/// (once for every job on that context and Dockerfile: the walk is most of the cost).
+pub fn compute_with(
+    request: &Job,
+    labels: &std::collections::BTreeMap<String, String>,
+    bases: &[super::bases::ResolvedBase],
+    files: &str,
+) -> String {
     let mut hash = Sha256::new();
     let mut field = |name: &str, value: &str| {
         let _ = write!(hash, "{name}\0{}\0{value}\0", value.len());
@@ -50,7 +61,6 @@ pub fn compute(
     field("platform", &request.platform.to_string());
     field("endpoint", &request.builder.url);
     field("target", request.target.as_deref().unwrap_or(""));
-    field("dockerfile-path", &spec.dockerfile_in_tar);
     for (k, v) in &request.build_args {
         field("arg", &format!("{k}={v}"));
     }
@@ -61,9 +71,18 @@ pub fn compute(
         let digest = base.digest.as_deref().unwrap_or("unresolved");
         field("base", &format!("{} {digest}", base.reference));
     }
-    let dockerfile =
-        std::fs::read(&request.dockerfile).map_err(|e| BuildError::io(&request.dockerfile, e))?;
-    hash.update(Sha256::digest(&dockerfile));
+    field("files", files);
+    hex::encode(hash.finalize())
+}
+
+/// The digest of what a build on `context` with `dockerfile` sends: the Dockerfile's bytes
+/// and place, and every file `.dockerignore` lets through, by its stat data.
+pub fn files(context: &Path, dockerfile: &Path) -> Result<String, BuildError> {
+    let spec = context::prepare(context, dockerfile)?;
+    let mut hash = Sha256::new();
+    let _ = write!(hash, "dockerfile-path\0{}\0", spec.dockerfile_in_tar);
+    let bytes = std::fs::read(dockerfile).map_err(|e| BuildError::io(dockerfile, e))?;
+    hash.update(Sha256::digest(&bytes));
     hash_files(&spec, &mut hash)?;
     Ok(hex::encode(hash.finalize()))
 }

@@ -6,7 +6,8 @@
 //! no-change rebuild. On failure or cancellation the temporary tags are removed and nothing is
 //! named like a finished result.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -80,6 +81,54 @@ struct Prepared {
     native: Result<Platform, BuildError>,
     /// The job's base images as resolved for this run.
     bases: Vec<bases::ResolvedBase>,
+    /// What the job shares with every job on its context.
+    context: ContextInputs,
+}
+
+/// What every job on one context (and Dockerfile) shares, found once for all of them and off
+/// the async threads: the OCI labels from its Git checkout (without the job's own) and, with
+/// the no-change reuse on, the digest of its files (one walk of the context, most of a
+/// no-change run's own time when each job walked it again).
+#[derive(Clone)]
+struct ContextInputs {
+    labels: BTreeMap<String, String>,
+    files: Option<Result<String, BuildError>>,
+}
+
+/// The key of a request's [`ContextInputs`].
+fn context_key(request: &Job) -> (PathBuf, PathBuf) {
+    (request.context.clone(), request.dockerfile.clone())
+}
+
+/// The [`ContextInputs`] of the requests by [`context_key`]; distinct contexts concurrently.
+async fn context_inputs(
+    requests: &[Job],
+    options: &BuildOptions,
+) -> HashMap<(PathBuf, PathBuf), ContextInputs> {
+    let walk = reuse_enabled(options);
+    let mut keys: Vec<(PathBuf, PathBuf)> = requests.iter().map(context_key).collect();
+    keys.sort();
+    keys.dedup();
+    let found = join_all(
+        keys.iter()
+            .cloned()
+            .map(|(context, dockerfile)| async move {
+                let inputs = tokio::task::spawn_blocking({
+                    let (context, dockerfile) = (context.clone(), dockerfile.clone());
+                    move || ContextInputs {
+                        labels: labels::for_context(&context, &BTreeMap::new()),
+                        files: walk.then(|| fingerprint::files(&context, &dockerfile)),
+                    }
+                })
+                .await;
+                inputs.unwrap_or_else(|e| ContextInputs {
+                    labels: BTreeMap::new(),
+                    files: Some(Err(BuildError::io(&context, std::io::Error::other(e)))),
+                })
+            }),
+    )
+    .await;
+    keys.into_iter().zip(found).collect()
 }
 
 /// Builds every request; the result has one [`BuiltImage`] per request, in request order.
@@ -93,7 +142,11 @@ pub async fn run<E: BuildEngine>(
     events: mpsc::Sender<BuildEvent>,
     cancel: CancellationToken,
 ) -> Result<Vec<BuiltImage>, BuildError> {
-    let natives = probe::native_platforms(engine, &requests).await;
+    // The builders are asked while the contexts are walked.
+    let (natives, contexts) = tokio::join!(
+        probe::native_platforms(engine, &requests),
+        context_inputs(&requests, options)
+    );
     // Every builder answers before any build starts: a job whose builder is down goes to one
     // of its platform's other builders, or, when it has none that answers, fails the run now,
     // instead of after the other builders' long builds.
@@ -130,6 +183,7 @@ pub async fn run<E: BuildEngine>(
                     dockerfile,
                     native: natives[&request.builder.url].clone(),
                     bases: job_bases.next().unwrap_or_default(),
+                    context: contexts[&context_key(request)].clone(),
                 };
                 let (events, cancel) = (events.clone(), cancel.clone());
                 let (semaphores, natives, lost) = (&semaphores, &natives, &lost);
@@ -267,12 +321,19 @@ async fn build_one<E: BuildEngine>(
     let native = prepared.native?;
     let job = JobLabel::of(request, index);
     let emulated = emulation_finding(request, &prepared.dockerfile, &native).is_some();
-    let labels = labels::for_context(&request.context, &request.labels);
+    let mut labels = prepared.context.labels;
+    labels.extend(request.labels.clone());
     let Inputs {
         bases,
         fingerprint,
         previous,
-    } = inputs(request, prepared.bases, &labels, options)?;
+    } = inputs(
+        request,
+        prepared.bases,
+        &labels,
+        prepared.context.files,
+        options,
+    )?;
     let rebuild_reason = previous
         .as_ref()
         .and_then(|entry| bases::moved(&entry.bases, &bases));
@@ -382,7 +443,8 @@ async fn resolve_bases(
 fn inputs(
     request: &Job,
     bases: Vec<bases::ResolvedBase>,
-    labels: &std::collections::BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    files: Option<Result<String, BuildError>>,
     options: &BuildOptions,
 ) -> Result<Inputs, BuildError> {
     if !reuse_enabled(options) {
@@ -392,7 +454,10 @@ fn inputs(
             previous: None,
         });
     }
-    let fingerprint = Some(fingerprint::compute(request, labels, &bases)?);
+    let fingerprint = match files {
+        Some(files) => Some(fingerprint::compute_with(request, labels, &bases, &files?)),
+        None => None,
+    };
     let previous = options
         .cache_dir
         .as_deref()
