@@ -369,6 +369,11 @@ async fn a_release_exports_each_image_once_and_a_push_after_a_build_none() {
         "nothing changed, nothing exported"
     );
     assert_eq!(stats(&out)["bytes_uploaded"], 0);
+    assert_eq!(
+        stats(&out)["unchanged"],
+        true,
+        "the tag named the index already: nothing sent"
+    );
     let progress = String::from_utf8_lossy(&out.stderr);
     let line = "[good linux/arm64] checked: no findings (remembered from an earlier check)";
     assert!(progress.contains(line), "{line} in:\n{progress}");

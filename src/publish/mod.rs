@@ -102,6 +102,9 @@ pub struct PublishStats {
     /// Platform images exported from their daemons to be published (0 when the build's check
     /// already compressed them from its own export, or the cache had them).
     pub exports: usize,
+    /// Every tag already named this index, so nothing was sent (a re-release of unchanged
+    /// content; always false for a layout).
+    pub unchanged: bool,
 }
 
 /// A published image.
@@ -349,6 +352,7 @@ async fn push_image(
             blobs_present: stats.blobs_present.load(Ordering::Relaxed),
             blobs_mounted: stats.blobs_mounted.load(Ordering::Relaxed),
             exports: built.exports,
+            unchanged: stats.unchanged.load(Ordering::Relaxed),
         },
     })
 }

@@ -4,7 +4,10 @@
 //! each child manifest by digest, then the index by digest, and the tags last. A push cut off
 //! halfway leaves old tags on their old, complete content; a re-run uploads only what is
 //! missing. Every manifest goes up with its media type set explicitly, and the digest the
-//! registry reports is checked against the one computed here.
+//! registry reports is checked against the one computed here. When every tag already names
+//! the index and every blob is there (a re-release of unchanged content), nothing is sent: a
+//! registry stores an index only once the manifests under it are there, and the
+//! verification that follows a push reads them all again.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -54,6 +57,8 @@ pub struct PushStats {
     pub blobs_mounted: AtomicUsize,
     pub manifests_pushed: AtomicUsize,
     pub retries: AtomicUsize,
+    /// Every tag already named the index: nothing was sent.
+    pub unchanged: std::sync::atomic::AtomicBool,
 }
 
 impl PushStats {
@@ -98,6 +103,10 @@ pub async fn push(
     mount_from: &[String],
     stats: &PushStats,
 ) -> Result<(), StoreError> {
+    if already_current(store, plan).await {
+        stats.unchanged.store(true, Ordering::Relaxed);
+        return Ok(());
+    }
     store.authorize(true, mount_from).await?;
     // Futures collected first: a closure inside the stream would make the whole future
     // unusable with tokio::spawn (rust-lang/rust#104382).
@@ -121,6 +130,32 @@ pub async fn push(
         put_manifest(store, tag, &plan.index, stats).await?;
     }
     Ok(())
+}
+
+/// Whether every tag of `plan` (or, without tags, the index's digest) already names its
+/// index and every blob is there with its size. Any doubt (a tag missing or elsewhere, a
+/// blob the registry answers 500 about, the registry not answering) is a no, and the push
+/// goes the whole way, which repairs what it can.
+async fn already_current(store: &RegistryStore, plan: &PushPlan) -> bool {
+    let names: Vec<&str> = match plan.tags.is_empty() {
+        true => vec![plan.index.digest.as_str()],
+        false => plan.tags.iter().map(String::as_str).collect(),
+    };
+    let tags = futures_util::future::join_all(names.iter().map(|n| store.manifest_digest(n)));
+    // Futures collected first, as in `push` (rust-lang/rust#104382).
+    let heads: Vec<_> = plan
+        .blobs
+        .iter()
+        .map(|b| store.blob_size(&b.digest).map(|size| size.ok().flatten() == Some(b.size)))
+        .collect();
+    let blobs = futures_util::stream::iter(heads)
+        .buffer_unordered(CONCURRENT_UPLOADS)
+        .collect::<Vec<bool>>();
+    let (tags, blobs) = futures_util::join!(tags, blobs);
+    blobs.iter().all(|present| *present)
+        && tags
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|d| *d == plan.index.digest))
 }
 
 async fn push_blob(
