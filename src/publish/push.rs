@@ -146,7 +146,11 @@ async fn already_current(store: &RegistryStore, plan: &PushPlan) -> bool {
     let heads: Vec<_> = plan
         .blobs
         .iter()
-        .map(|b| store.blob_size(&b.digest).map(|size| size.ok().flatten() == Some(b.size)))
+        .map(|b| {
+            store
+                .blob_size(&b.digest)
+                .map(|size| size.ok().flatten() == Some(b.size))
+        })
         .collect();
     let blobs = futures_util::stream::iter(heads)
         .buffer_unordered(CONCURRENT_UPLOADS)
