@@ -286,6 +286,32 @@ fn indexes_that_list_themselves_nest_too_deep_or_fan_out_are_refused_in_a_layout
     assert_eq!(out.status.code(), Some(0), "{took:?} {}", describe(&out));
     assert!(took < std::time::Duration::from_secs(30), "{took:?}");
 
+    // That image under six platforms is 120,000 layers to merge and check: refused, by
+    // check and by verify --deep (which reads it once, then would check it six times).
+    let entries: Vec<Value> = ["amd64", "arm64", "386", "ppc64le", "s390x", "riscv64"]
+        .iter()
+        .map(|arch| {
+            let mut e = top.clone();
+            e["platform"] = json!({"os": "linux", "architecture": arch});
+            e
+        })
+        .collect();
+    let wide = c.index(entries);
+    c.layout(&project.path().join("layered"), &wide, "t");
+    for args in [
+        &["check", "oci:layered:t"][..],
+        &[
+            "verify",
+            "oci:layered:t",
+            "--platform",
+            "linux/amd64",
+            "--deep",
+        ],
+    ] {
+        let out = archbuild_bounded(&project, args);
+        refused(args[0], &out, &["lists more than 100000 layers"]);
+    }
+
     // The same child listed 20,000 times under one platform is read once.
     let mut c = Crafted::default();
     let image = c.image();

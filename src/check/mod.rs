@@ -189,6 +189,10 @@ pub async fn check_image_for<S: Store>(
     opts: &CheckOptions,
 ) -> Result<Vec<Vec<CheckReport>>, CheckError> {
     let read = image::store::read(store, top, name, None).await?;
+    let listings: usize = read.images.iter().map(|i| i.layers.len()).sum();
+    if listings.saturating_mul(platforms.len()) > image::store::MAX_LAYERS_PER_READ {
+        return Err(image::store::too_many_layers(name, &store.describe()).into());
+    }
     platforms
         .iter()
         .map(|platform| {

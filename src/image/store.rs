@@ -49,6 +49,7 @@ pub async fn read<S: Store>(
                 // known, only where it is listed differs.
                 Some((child, _)) if seen.images.contains_key(&child.digest) => {
                     let mut image = seen.images[&child.digest].clone();
+                    seen.count_layers(image.layers.len(), name, store)?;
                     image.listed_platform = child.platform();
                     out.images.push(image);
                     continue;
@@ -102,6 +103,7 @@ pub async fn read<S: Store>(
                 ),
             ));
         };
+        seen.count_layers(layer_descs.len(), name, store)?;
         let config_bytes = match seen.configs.get(&config.digest) {
             Some(known) => known.clone(),
             None => {
@@ -149,6 +151,40 @@ struct Seen {
     configs: HashMap<String, Arc<[u8]>>,
     config_bytes: u64,
     layers: HashMap<String, Arc<LayerSummary>>,
+    /// Layers listed by the images read so far, each listing counted.
+    layer_listings: usize,
+}
+
+impl Seen {
+    /// Counts `n` more layer listings, refusing more than [`MAX_LAYERS_PER_READ`].
+    fn count_layers<S: Store>(
+        &mut self,
+        n: usize,
+        name: &str,
+        store: &S,
+    ) -> Result<(), ImageError> {
+        self.layer_listings += n;
+        if self.layer_listings > MAX_LAYERS_PER_READ {
+            return Err(too_many_layers(name, &store.describe()));
+        }
+        Ok(())
+    }
+}
+
+/// The most layer listings one read (or one check of an image for several platforms) takes:
+/// each is merged into a filesystem and checked once per platform, and a 4 MiB manifest can
+/// list one layer 20,000 times under each of 4,096 platforms (82 million merges, hours). Real
+/// images have tens of layers (overlay2 mounts at most 128) under a few platforms.
+pub const MAX_LAYERS_PER_READ: usize = 100_000;
+
+/// The error for an image (or index) past [`MAX_LAYERS_PER_READ`].
+pub fn too_many_layers(name: &str, store: &str) -> ImageError {
+    ImageError::invalid(
+        store,
+        format!(
+            "{name} lists more than {MAX_LAYERS_PER_READ} layers over all its platforms; an image has tens of layers (overlay2 mounts at most 128)"
+        ),
+    )
 }
 
 async fn fetch_manifest<S: Store>(store: &S, d: &Descriptor) -> Result<RawManifest, ImageError> {
@@ -405,6 +441,26 @@ mod tests {
         assert!(
             err.contains("configs of heavy total more than 134217728 bytes"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn layer_listings_past_the_per_read_limit_are_refused_before_any_layer_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, top) = fan_out(dir.path(), 6, 20_000);
+        let err = read(&store, top, "layered", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layered lists more than 100000 layers"),
+            "{err}"
+        );
+        // Five images read (100,000 listings), the sixth refused before it is fetched again.
+        assert_eq!(
+            store.blobs.load(Ordering::Relaxed),
+            2,
+            "config and layer once"
         );
     }
 

@@ -4,6 +4,8 @@
 //! function. An index may list one image under many platforms (4,096 at most): it is fetched
 //! once and judged per entry.
 
+use futures_util::StreamExt;
+
 use crate::finding::{Finding, FindingKind};
 use crate::oci::config::MAX_CONFIG_BYTES;
 use crate::oci::{Descriptor, ImageConfig, ImageManifest};
@@ -11,6 +13,9 @@ use crate::platform::Platform;
 use crate::store::{self, RawManifest, Store, StoreError};
 
 use super::{broken, ChildReport};
+
+/// How many layer sizes are asked at once.
+const LAYERS_AT_ONCE: usize = 16;
 
 /// What the store holds for one manifest digest: what the per-entry judgement needs, not the
 /// manifest itself (an index's children are kept together, and a manifest may be 4 MiB).
@@ -65,11 +70,24 @@ pub async fn fetch_from<S: Store>(store: &S, manifest: &RawManifest) -> Fetched 
         }
     };
     let config = fetch_config(store, &doc.config).await;
-    let sizes =
-        futures_util::future::join_all(doc.layers.iter().map(|l| store.blob_size(&l.digest))).await;
-    let layer_problems = doc
+    // Each distinct layer asked once (a manifest may list one layer 20,000 times), a few at
+    // a time.
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&Descriptor> = doc
         .layers
         .iter()
+        .filter(|l| seen.insert((&l.digest, l.size)))
+        .collect();
+    let heads: Vec<_> = distinct
+        .iter()
+        .map(|l| store.blob_size(&l.digest))
+        .collect();
+    let sizes: Vec<_> = futures_util::stream::iter(heads)
+        .buffered(LAYERS_AT_ONCE)
+        .collect()
+        .await;
+    let layer_problems = distinct
+        .into_iter()
         .zip(sizes)
         .filter_map(|(layer, size)| {
             let why = match size {
