@@ -14,7 +14,7 @@ use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{
     BuildImageOptions, BuilderVersion, RemoveImageOptions, TagImageOptions,
 };
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::platform::Platform;
 
+use super::connect::{client, connect, error_chain};
 use super::context::{self, ContextSpec};
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
 use super::error::{classify, FailureContext};
@@ -32,111 +33,6 @@ use crate::reference::ImageRef;
 
 /// How long the build stream must stay quiet after the image ID before it is closed.
 const TRAILING_STATUS: Duration = Duration::from_millis(150);
-
-/// Builds can take long; bollard's default request timeout (2 minutes) would cut them off.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(6 * 60 * 60);
-
-/// Connects to the daemon at `url` (`unix://`, `tcp://`, `http(s)://`, `ssh://`, `npipe://`)
-/// and negotiates the API version. `tcp://` uses TLS when `DOCKER_TLS_VERIFY` or
-/// `DOCKER_CERT_PATH` is set, with `key.pem`, `cert.pem` and `ca.pem` from `DOCKER_CERT_PATH`
-/// (default `~/.docker`).
-pub async fn connect(url: &str) -> Result<Docker, BuildError> {
-    let unreachable = |reason: String| BuildError::Unreachable {
-        endpoint: url.to_string(),
-        chosen_by: None,
-        reason,
-    };
-    let docker = client(url, REQUEST_TIMEOUT)?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| unreachable(tls_hint(url, error_chain(&e))))?;
-    let version = docker.client_version();
-    let (major, minor) = (version.major_version, version.minor_version);
-    if (major, minor) < MIN_API {
-        return Err(unreachable(format!(
-            "the daemon speaks Docker API {major}.{minor}, and BuildKit builds with a session need {}.{} (Docker 18.09) or newer; upgrade Docker on that host, or build that platform elsewhere",
-            MIN_API.0, MIN_API.1
-        )));
-    }
-    Ok(docker)
-}
-
-/// A client for the daemon at `url` whose requests give up after `timeout`, not yet
-/// connected (bollard connects on the first request).
-fn client(url: &str, timeout: Duration) -> Result<Docker, BuildError> {
-    let unreachable = |reason: String| BuildError::Unreachable {
-        endpoint: url.to_string(),
-        chosen_by: None,
-        reason,
-    };
-    let timeout = timeout.as_secs().max(1);
-    let docker = if url.starts_with("unix://") {
-        Docker::connect_with_unix(url, timeout, API_DEFAULT_VERSION)
-    } else if url.starts_with("tcp://") || url.starts_with("http://") || url.starts_with("https://")
-    {
-        if url.starts_with("https://") || session::tls::wanted_for(url) {
-            session::tls::install_provider();
-            let dir = session::tls::cert_dir_for(url);
-            Docker::connect_with_ssl(
-                url,
-                &dir.join("key.pem"),
-                &dir.join("cert.pem"),
-                &dir.join("ca.pem"),
-                timeout,
-                API_DEFAULT_VERSION,
-            )
-        } else {
-            Docker::connect_with_http(url, timeout, API_DEFAULT_VERSION)
-        }
-    } else if url.starts_with("ssh://") {
-        let bad = |reason| BuildError::BadEndpoint {
-            endpoint: url.into(),
-            reason,
-        };
-        Ok(super::ssh::docker(url, timeout).map_err(bad)?)
-    } else if url.starts_with("npipe://") {
-        return Err(BuildError::BadEndpoint {
-            endpoint: url.into(),
-            reason: "named pipes (npipe://) exist only on Windows; use unix://, tcp:// or ssh://"
-                .into(),
-        });
-    } else {
-        return Err(BuildError::BadEndpoint {
-            endpoint: url.into(),
-            reason: "expected unix://PATH, tcp://HOST:PORT, ssh://USER@HOST or npipe://PATH".into(),
-        });
-    };
-    docker.map_err(|e| unreachable(tls_hint(url, e.to_string())))
-}
-
-/// The oldest Docker API archbuild builds with: BuildKit sessions came with 1.39.
-const MIN_API: (usize, usize) = (1, 39);
-
-/// A TLS refusal with what to do about it: which CA was trusted, and where it came from.
-fn tls_hint(url: &str, reason: String) -> String {
-    if !reason.contains("invalid peer certificate") {
-        return reason;
-    }
-    let ca = session::tls::cert_dir_for(url).join("ca.pem");
-    format!(
-        "{reason}; the daemon's certificate was not issued by the CA in {} (DOCKER_CERT_PATH, default ~/.docker), or not for this address: point DOCKER_CERT_PATH at the certificates made for that daemon",
-        ca.display()
-    )
-}
-
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = cause.source();
-    }
-    text
-}
 
 /// How long one `/_ping` of the liveness watchdog may take on the wire: the watchdog gives up
 /// on an attempt sooner (see [`super::jobs::watchdog`]), this only stops a stuck request

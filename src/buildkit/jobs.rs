@@ -6,8 +6,7 @@
 //! no-change rebuild. On failure or cancellation the temporary tags are removed and nothing is
 //! named like a finished result.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,8 +21,9 @@ use crate::reference::ImageRef;
 use super::engine::{BuildEngine, EngineJob, EngineOutput};
 use super::events::{BuildEvent, JobLabel};
 use super::fingerprint::{self, CacheEntry};
-use super::{bases, labels, BuildError, BuildOptions, BuiltImage, Job};
+use super::{bases, BuildError, BuildOptions, BuiltImage, Job};
 use crate::dockerfile::{self, Dockerfile};
+use inputs::{context_inputs, context_key, inputs, resolve_bases, ContextInputs, Inputs};
 
 /// Two builds per endpoint: one build mostly waits on one thing at a time (the context upload,
 /// a compiler on one core, layer export), so two keep a daemon busy without making every job
@@ -83,52 +83,6 @@ struct Prepared {
     bases: Vec<bases::ResolvedBase>,
     /// What the job shares with every job on its context.
     context: ContextInputs,
-}
-
-/// What every job on one context (and Dockerfile) shares, found once for all of them and off
-/// the async threads: the OCI labels from its Git checkout (without the job's own) and, with
-/// the no-change reuse on, the digest of its files (one walk of the context, most of a
-/// no-change run's own time when each job walked it again).
-#[derive(Clone)]
-struct ContextInputs {
-    labels: BTreeMap<String, String>,
-    files: Option<Result<String, BuildError>>,
-}
-
-/// The key of a request's [`ContextInputs`].
-fn context_key(request: &Job) -> (PathBuf, PathBuf) {
-    (request.context.clone(), request.dockerfile.clone())
-}
-
-/// The [`ContextInputs`] of the requests by [`context_key`]; distinct contexts concurrently.
-async fn context_inputs(
-    requests: &[Job],
-    options: &BuildOptions,
-) -> HashMap<(PathBuf, PathBuf), ContextInputs> {
-    let walk = reuse_enabled(options);
-    let mut keys: Vec<(PathBuf, PathBuf)> = requests.iter().map(context_key).collect();
-    keys.sort();
-    keys.dedup();
-    let found = join_all(
-        keys.iter()
-            .cloned()
-            .map(|(context, dockerfile)| async move {
-                let inputs = tokio::task::spawn_blocking({
-                    let (context, dockerfile) = (context.clone(), dockerfile.clone());
-                    move || ContextInputs {
-                        labels: labels::for_context(&context, &BTreeMap::new()),
-                        files: walk.then(|| fingerprint::files(&context, &dockerfile)),
-                    }
-                })
-                .await;
-                inputs.unwrap_or_else(|e| ContextInputs {
-                    labels: BTreeMap::new(),
-                    files: Some(Err(BuildError::io(&context, std::io::Error::other(e)))),
-                })
-            }),
-    )
-    .await;
-    keys.into_iter().zip(found).collect()
 }
 
 /// Builds every request; the result has one [`BuiltImage`] per request, in request order.
@@ -397,78 +351,6 @@ async fn build_one<E: BuildEngine>(
     })
 }
 
-/// What the no-change reuse compares: the bases as resolved now, the fingerprint of every
-/// input, and what the previous build of the job left in the cache.
-struct Inputs {
-    bases: Vec<bases::ResolvedBase>,
-    fingerprint: Option<String>,
-    previous: Option<CacheEntry>,
-}
-
-fn reuse_enabled(options: &BuildOptions) -> bool {
-    options.cache_dir.is_some() && !options.no_cache
-}
-
-/// Each job's base images, every distinct reference resolved once for the whole run (a
-/// two-platform image on one base asks its registry once, not once per job); none when the
-/// no-change reuse is off.
-async fn resolve_bases(
-    requests: &[Job],
-    dockerfiles: &[Dockerfile],
-    options: &BuildOptions,
-) -> Vec<Vec<bases::ResolvedBase>> {
-    if !reuse_enabled(options) {
-        return vec![Vec::new(); requests.len()];
-    }
-    let names: Vec<Vec<String>> = requests
-        .iter()
-        .zip(dockerfiles)
-        .map(|(request, dockerfile)| bases::references(dockerfile, &request.build_args))
-        .collect();
-    let mut distinct: Vec<String> = names.iter().flatten().cloned().collect();
-    distinct.sort();
-    distinct.dedup();
-    let resolved: HashMap<String, bases::ResolvedBase> =
-        bases::resolve(&distinct, &options.registry)
-            .await
-            .into_iter()
-            .map(|base| (base.reference.clone(), base))
-            .collect();
-    names
-        .iter()
-        .map(|job| job.iter().map(|name| resolved[name].clone()).collect())
-        .collect()
-}
-
-fn inputs(
-    request: &Job,
-    bases: Vec<bases::ResolvedBase>,
-    labels: &BTreeMap<String, String>,
-    files: Option<Result<String, BuildError>>,
-    options: &BuildOptions,
-) -> Result<Inputs, BuildError> {
-    if !reuse_enabled(options) {
-        return Ok(Inputs {
-            bases: Vec::new(),
-            fingerprint: None,
-            previous: None,
-        });
-    }
-    let fingerprint = match files {
-        Some(files) => Some(fingerprint::compute_with(request, labels, &bases, &files?)),
-        None => None,
-    };
-    let previous = options
-        .cache_dir
-        .as_deref()
-        .and_then(|dir| fingerprint::load(dir, request));
-    Ok(Inputs {
-        bases,
-        fingerprint,
-        previous,
-    })
-}
-
 /// The engine's output for `job`: the reused image, tagged with the job's temporary tag, or a
 /// fresh build (whose temporary tag is removed again if the build fails).
 async fn build_or_reuse<E: BuildEngine>(
@@ -549,6 +431,7 @@ pub async fn release<E: BuildEngine>(engine: &E, images: &[BuiltImage]) {
 }
 
 mod handover;
+mod inputs;
 mod probe;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::platform::Platform;
 
 pub mod bases;
+pub mod connect;
 pub mod context;
 pub mod docker;
 pub mod dockerignore;
@@ -26,7 +27,8 @@ pub mod labels;
 pub mod session;
 pub mod ssh;
 
-pub use docker::{connect, DockerEngine};
+pub use connect::connect;
+pub use docker::DockerEngine;
 pub use engine::{BuildEngine, EngineJob, EngineOutput};
 pub use error::BuildError;
 pub use events::{BuildEvent, JobLabel};

@@ -223,7 +223,7 @@ pub fn docker(url: &str, timeout: u64) -> Result<Docker, String> {
                 .request(bollard::BollardRequest::from_parts(parts, body))
                 .await
                 .map_err(|e| bollard::errors::Error::IOError {
-                    err: io::Error::other(crate::buildkit::docker::error_chain(&e)),
+                    err: io::Error::other(crate::buildkit::connect::error_chain(&e)),
                 })
         }
     };
