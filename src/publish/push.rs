@@ -141,7 +141,15 @@ async fn already_current(store: &RegistryStore, plan: &PushPlan) -> bool {
         true => vec![plan.index.digest.as_str()],
         false => plan.tags.iter().map(String::as_str).collect(),
     };
-    let tags = futures_util::future::join_all(names.iter().map(|n| store.manifest_digest(n)));
+    // The tags first: on a push of new content they differ, and the blobs are not asked
+    // twice (the push asks each again before uploading it).
+    let tags = futures_util::future::join_all(names.iter().map(|n| store.manifest_digest(n))).await;
+    if !tags
+        .iter()
+        .all(|a| a.as_ref().is_ok_and(|d| *d == plan.index.digest))
+    {
+        return false;
+    }
     // Futures collected first, as in `push` (rust-lang/rust#104382).
     let heads: Vec<_> = plan
         .blobs
@@ -152,14 +160,11 @@ async fn already_current(store: &RegistryStore, plan: &PushPlan) -> bool {
                 .map(|size| size.ok().flatten() == Some(b.size))
         })
         .collect();
-    let blobs = futures_util::stream::iter(heads)
+    let blobs: Vec<bool> = futures_util::stream::iter(heads)
         .buffer_unordered(CONCURRENT_UPLOADS)
-        .collect::<Vec<bool>>();
-    let (tags, blobs) = futures_util::join!(tags, blobs);
+        .collect()
+        .await;
     blobs.iter().all(|present| *present)
-        && tags
-            .iter()
-            .all(|a| a.as_ref().is_ok_and(|d| *d == plan.index.digest))
 }
 
 async fn push_blob(
