@@ -46,6 +46,9 @@ pub struct DockerEngine {
     /// Clients for the watchdog's pings, apart from `connections`: their own connection pool,
     /// never behind a build's stream, and a short request timeout.
     pingers: Mutex<HashMap<String, Docker>>,
+    /// Each daemon's platform once it answered: the pre-flight asks it, and the build stage's
+    /// probe would ask again.
+    platforms: Mutex<HashMap<String, Platform>>,
 }
 
 impl DockerEngine {
@@ -217,11 +220,19 @@ fn daemon_error(endpoint: &str, err: bollard::errors::Error) -> BuildError {
 
 impl BuildEngine for DockerEngine {
     async fn native_platform(&self, endpoint: &str) -> Result<Platform, BuildError> {
+        if let Some(known) = self.platforms.lock().await.get(endpoint) {
+            return Ok(known.clone());
+        }
         let docker = self.docker(endpoint).await?;
         let info = docker.info().await.map_err(|e| daemon_error(endpoint, e))?;
         let os = info.os_type.unwrap_or_else(|| "linux".into());
         let arch = info.architecture.unwrap_or_default();
-        Ok(Platform::from_parts_lenient(&os, &arch, None))
+        let platform = Platform::from_parts_lenient(&os, &arch, None);
+        self.platforms
+            .lock()
+            .await
+            .insert(endpoint.to_string(), platform.clone());
+        Ok(platform)
     }
 
     async fn ping(&self, endpoint: &str) -> Result<(), BuildError> {

@@ -96,11 +96,30 @@ pub async fn run<E: BuildEngine>(
     events: mpsc::Sender<BuildEvent>,
     cancel: CancellationToken,
 ) -> Result<Vec<BuiltImage>, BuildError> {
-    // The builders are asked while the contexts are walked.
-    let (natives, contexts) = tokio::join!(
+    run_after(engine, requests, options, events, cancel, async { true }).await
+}
+
+/// [`run`], with `gate` (a check that must pass before anything is built, such as the push
+/// access) awaited while the builders are asked and the contexts walked: no job starts until
+/// it answers `true`; on `false` nothing is started and the result is
+/// [`BuildError::Cancelled`].
+pub async fn run_after<E: BuildEngine>(
+    engine: &E,
+    requests: Vec<Job>,
+    options: &BuildOptions,
+    events: mpsc::Sender<BuildEvent>,
+    cancel: CancellationToken,
+    gate: impl std::future::Future<Output = bool>,
+) -> Result<Vec<BuiltImage>, BuildError> {
+    // The builders are asked while the contexts are walked and the gate is passed.
+    let (natives, contexts, open) = tokio::join!(
         probe::native_platforms(engine, &requests),
-        context_inputs(&requests, options)
+        context_inputs(&requests, options),
+        gate
     );
+    if !open {
+        return Err(BuildError::Cancelled);
+    }
     // Every builder answers before any build starts: a job whose builder is down goes to one
     // of its platform's other builders, or, when it has none that answers, fails the run now,
     // instead of after the other builders' long builds.
@@ -194,9 +213,16 @@ pub async fn run<E: BuildEngine>(
         }
         return Err(BuildError::Failed(failures));
     }
-    for (image, request) in built.iter_mut().zip(&requests) {
-        name_result(engine, image, request, &natives).await?;
-    }
+    // Every image named at once (each a few daemon requests), as the temporary tags are
+    // removed below.
+    let named = join_all(
+        built
+            .iter_mut()
+            .zip(&requests)
+            .map(|(image, request)| name_result(engine, image, request, &natives)),
+    )
+    .await;
+    named.into_iter().collect::<Result<Vec<()>, BuildError>>()?;
     if !options.keep_temporary_tags {
         release(engine, &built).await;
     }
@@ -423,11 +449,12 @@ async fn name_result<E: BuildEngine>(
 
 /// Removes the temporary tags of `images` (best effort: a tag already gone is fine).
 pub async fn release<E: BuildEngine>(engine: &E, images: &[BuiltImage]) {
-    for image in images {
-        let _ = engine
-            .untag(&image.endpoint_url, &image.temporary_tag)
-            .await;
-    }
+    join_all(
+        images
+            .iter()
+            .map(|image| engine.untag(&image.endpoint_url, &image.temporary_tag)),
+    )
+    .await;
 }
 
 mod handover;

@@ -32,7 +32,7 @@ pub use docker::DockerEngine;
 pub use engine::{BuildEngine, EngineJob, EngineOutput};
 pub use error::BuildError;
 pub use events::{BuildEvent, JobLabel};
-pub use jobs::{emulation_findings, run};
+pub use jobs::{emulation_findings, run, run_after};
 
 /// One (image, platform) build is the plan's [`Job`]: it already carries everything the
 /// engine needs (context, Dockerfile, arguments, builder, references, the per-job tag).

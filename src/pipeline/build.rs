@@ -42,16 +42,30 @@ fn dockerfile_warnings(plan: &Plan) -> Vec<Finding> {
 }
 
 /// Builds every job of `plan`, reporting progress on `events`; SIGINT or SIGTERM cancels.
+/// `first` must succeed before any job starts (the push access); it runs while the builders
+/// are asked and the contexts walked, and its error is the run's.
 pub async fn build_plan<E: BuildEngine>(
     engine: &E,
     plan: &Plan,
     options: &BuildOptions,
     events: mpsc::Sender<BuildEvent>,
+    first: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<Vec<BuiltImage>> {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
-    let result = buildkit::run(engine, plan.jobs.clone(), options, events, cancel).await;
+    let mut refused = None;
+    let gate = async {
+        let passed = first.await;
+        let open = passed.is_ok();
+        refused = passed.err();
+        open
+    };
+    let result =
+        buildkit::run_after(engine, plan.jobs.clone(), options, events, cancel, gate).await;
     signals.abort();
+    if let Some(err) = refused {
+        return Err(err);
+    }
     match result {
         Ok(built) => Ok(built),
         Err(buildkit::BuildError::Cancelled) => {

@@ -98,9 +98,13 @@ pub async fn release<E: BuildEngine>(
     events: mpsc::Sender<BuildEvent>,
 ) -> anyhow::Result<Release> {
     let mut timings = Vec::new();
-    if let Output::Push(registry) = &options.output {
-        stages::check_push_access(project, &plan.jobs, registry).await?;
-    }
+    // Checked before anything is built, while the builders are asked and the contexts walked.
+    let access = async {
+        if let Output::Push(registry) = &options.output {
+            stages::check_push_access(project, &plan.jobs, registry).await?;
+        }
+        Ok(())
+    };
     let publish_opts = publish_options(project, options.compression);
     let publishing = match options.output {
         Output::None => None,
@@ -114,7 +118,7 @@ pub async fn release<E: BuildEngine>(
     };
     let early = overlap::watch(watching, watched, events);
     let watch = Stopwatch::start();
-    let built = build_plan(engine, plan, &options.build, builds).await;
+    let built = build_plan(engine, plan, &options.build, builds, access).await;
     let early = early.await.unwrap_or_default();
     let built = built?;
     watch.stop("build", &mut timings);

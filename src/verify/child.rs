@@ -69,9 +69,8 @@ pub async fn fetch_from<S: Store>(store: &S, manifest: &RawManifest) -> Fetched 
             }
         }
     };
-    let config = fetch_config(store, &doc.config).await;
     // Each distinct layer asked once (a manifest may list one layer 20,000 times), a few at
-    // a time.
+    // a time, while the config is read.
     let mut seen = std::collections::HashSet::new();
     let distinct: Vec<&Descriptor> = doc
         .layers
@@ -82,10 +81,12 @@ pub async fn fetch_from<S: Store>(store: &S, manifest: &RawManifest) -> Fetched 
         .iter()
         .map(|l| store.blob_size(&l.digest))
         .collect();
-    let sizes: Vec<_> = futures_util::stream::iter(heads)
-        .buffered(LAYERS_AT_ONCE)
-        .collect()
-        .await;
+    let (config, sizes): (_, Vec<_>) = tokio::join!(
+        fetch_config(store, &doc.config),
+        futures_util::stream::iter(heads)
+            .buffered(LAYERS_AT_ONCE)
+            .collect()
+    );
     let layer_problems = distinct
         .into_iter()
         .zip(sizes)

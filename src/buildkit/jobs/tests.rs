@@ -79,6 +79,49 @@ fn untags(engine: &FakeEngine) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn a_refused_gate_starts_nothing_and_a_passed_one_lets_every_job_build() {
+    let dir = project();
+    let requests = vec![
+        request(dir.path(), "app", "linux/amd64", "unix:///a"),
+        request(dir.path(), "app", "linux/arm64", "unix:///a"),
+    ];
+    let engine = FakeEngine::new("linux/amd64");
+    let (tx, _rx) = mpsc::channel(1024);
+    let options = BuildOptions::default();
+    let refused = run_after(
+        &engine,
+        requests.clone(),
+        &options,
+        tx,
+        CancellationToken::new(),
+        async { false },
+    )
+    .await;
+    assert_eq!(refused.unwrap_err(), BuildError::Cancelled);
+    assert!(engine.calls().is_empty(), "{:?}", engine.calls());
+
+    // The gate waits while the builders are asked: nothing is built before it answers.
+    let engine = FakeEngine::new("linux/amd64");
+    let (tx, _rx) = mpsc::channel(1024);
+    let gate = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(engine.calls().is_empty(), "built before the gate answered");
+        true
+    };
+    let built = run_after(
+        &engine,
+        requests,
+        &options,
+        tx,
+        CancellationToken::new(),
+        gate,
+    )
+    .await
+    .unwrap();
+    assert_eq!(built.len(), 2);
+}
+
+#[tokio::test]
 async fn concurrency_is_limited_per_endpoint() {
     let dir = project();
     let engine = FakeEngine::new("linux/amd64").with_delay(Duration::from_millis(50));
