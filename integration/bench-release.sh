@@ -18,6 +18,8 @@
 #
 # Needs docker, buildah, docker-registry, jq, GNU time. Usage: integration/bench-release.sh
 set -euo pipefail
+command -v buildah > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah > /dev/null \
+    || { echo "bench-release: needs buildah (apt-get install buildah)" >&2; exit 1; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${ROUNDS:-3}
 bin=$root/target/release/archbuild
