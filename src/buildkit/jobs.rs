@@ -111,13 +111,21 @@ pub async fn run_after<E: BuildEngine>(
     cancel: CancellationToken,
     gate: impl std::future::Future<Output = bool>,
 ) -> Result<Vec<BuiltImage>, BuildError> {
-    // The builders are asked while the contexts are walked and the gate is passed.
+    // The builders are asked while the contexts are walked and the gate is passed; a cancel
+    // does not wait for the gate.
+    let gate = async {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => false,
+            open = gate => open,
+        }
+    };
     let (natives, contexts, open) = tokio::join!(
         probe::native_platforms(engine, &requests),
         context_inputs(&requests, options),
         gate
     );
-    if !open {
+    if !open || cancel.is_cancelled() {
         return Err(BuildError::Cancelled);
     }
     // Every builder answers before any build starts: a job whose builder is down goes to one

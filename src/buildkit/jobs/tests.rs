@@ -79,7 +79,8 @@ fn untags(engine: &FakeEngine) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_refused_gate_starts_nothing_and_a_passed_one_lets_every_job_build() {
+async fn a_refused_gate_starts_nothing_a_passed_one_lets_every_job_build_and_a_cancel_ends_the_wait(
+) {
     let dir = project();
     let requests = vec![
         request(dir.path(), "app", "linux/amd64", "unix:///a"),
@@ -110,7 +111,7 @@ async fn a_refused_gate_starts_nothing_and_a_passed_one_lets_every_job_build() {
     };
     let built = run_after(
         &engine,
-        requests,
+        requests.clone(),
         &options,
         tx,
         CancellationToken::new(),
@@ -119,6 +120,25 @@ async fn a_refused_gate_starts_nothing_and_a_passed_one_lets_every_job_build() {
     .await
     .unwrap();
     assert_eq!(built.len(), 2);
+
+    // Ctrl-C does not wait for a gate that never answers (a registry that does not reply).
+    let engine = FakeEngine::new("linux/amd64");
+    let (tx, _rx) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+    });
+    let gate = std::future::pending::<bool>();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(10),
+        run_after(&engine, requests, &options, tx, cancel, gate),
+    )
+    .await
+    .expect("the cancel ended the run");
+    assert_eq!(stopped.unwrap_err(), BuildError::Cancelled);
+    assert!(engine.calls().is_empty(), "{:?}", engine.calls());
 }
 
 #[tokio::test]
