@@ -67,6 +67,18 @@ fn tags(engine: &FakeEngine) -> Vec<String> {
         .collect()
 }
 
+/// The builders asked to remove a temporary tag, in the order asked.
+fn untagged_on(engine: &FakeEngine) -> Vec<String> {
+    engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Untag { endpoint, .. } => Some(endpoint),
+            _ => None,
+        })
+        .collect()
+}
+
 fn untags(engine: &FakeEngine) -> Vec<String> {
     engine
         .calls()
@@ -505,14 +517,7 @@ async fn a_builder_cut_off_mid_build_fails_its_job_once_silent_past_the_limit() 
     // Nothing is named; the other job's temporary tag is removed from its builder, and the
     // silent builder is asked nothing more.
     assert!(tags(&engine).is_empty(), "{:?}", tags(&engine));
-    let untagged: Vec<String> = engine
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            FakeCall::Untag { endpoint, .. } => Some(endpoint),
-            _ => None,
-        })
-        .collect();
+    let untagged = untagged_on(&engine);
     assert_eq!(untagged, vec!["tcp://up:2376".to_string()]);
 }
 
@@ -666,13 +671,6 @@ async fn a_job_finished_on_a_builder_lost_later_fails_and_is_not_cleaned_up_ther
         builds_on(&engine).last(),
         Some(&("b".to_string(), "ssh://amd2".to_string()))
     );
-    let untagged: Vec<String> = engine
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            FakeCall::Untag { endpoint, .. } => Some(endpoint),
-            _ => None,
-        })
-        .collect();
+    let untagged = untagged_on(&engine);
     assert_eq!(untagged, vec!["ssh://amd2".to_string()]);
 }
